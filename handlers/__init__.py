@@ -1,0 +1,1 @@
+"""HTTP handlers: thin functions that parse, call one store function, and encode."""

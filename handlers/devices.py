@@ -1,0 +1,35 @@
+"""Devices (iPads, screens): registered by a manager, each with its own revocable token."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import MANAGERS, requires
+from server.http import decode, json_response, path_id
+from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
+from store import devices
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/restaurants/{rid}/devices")
+@requires(MANAGERS)
+async def list_devices(request: web.Request) -> web.Response:
+    return json_response({"devices": await devices.list_devices(request.app[POOL],
+                                                                request[RESTAURANT_ID])})
+
+
+@routes.post("/api/v1/restaurants/{rid}/devices")
+@requires(MANAGERS)
+async def register_device(request: web.Request) -> web.Response:
+    body = await decode(request, devices.DeviceIn)
+    registered = await devices.register(request.app[POOL], request[RESTAURANT_ID], body,
+                                        request[PRINCIPAL].user_id)
+    return json_response(registered, status=201)
+
+
+@routes.delete("/api/v1/restaurants/{rid}/devices/{device_id}")
+@requires(MANAGERS)
+async def revoke_device(request: web.Request) -> web.Response:
+    device = await devices.revoke(request.app[POOL], request[RESTAURANT_ID],
+                                  path_id(request, "device_id"))
+    return json_response({"device": device})

@@ -1,0 +1,1 @@
+"""Serveline's server: app assembly, config, middlewares, auth, realtime, cache, metrics."""

@@ -1,0 +1,52 @@
+"""create_app(config): the one place the application is put together (tests call it too)."""
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from handlers import api_keys, auth, devices, health, restaurants, staff
+from server.auth import LoginThrottle, Passwords
+from server.config import Config
+from server.keys import CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, PASSWORDS, POOL
+from server.middlewares import authenticate, errors, request_id
+from store.migrate import apply_migrations
+from store.pool import create_pool
+from store.seed import seed_demo_if_empty
+
+log = logging.getLogger("serveline")
+
+ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """Migrate, open the pool, seed the demo on an empty database; close the pool on the way out."""
+    config = app[CONFIG]
+    if config.database_url is None:
+        raise RuntimeError("create_app needs config.database_url (run.py starts the embedded one)")
+    await apply_migrations(config.database_url)
+    app[POOL] = await create_pool(
+        config.database_url, min_size=config.pool_min, max_size=config.pool_max,
+        statement_timeout_ms=config.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms)
+    if config.seed_demo:
+        password = config.demo_password or secrets.token_urlsafe(9)
+        if await seed_demo_if_empty(app[POOL], await app[PASSWORDS].hash(password)):
+            app[DEMO_PASSWORD] = password
+    yield
+    await app[POOL].close()
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[request_id, errors, authenticate],
+                          client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[PASSWORDS] = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
+    app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,
+                                        config.login_failures_before_delay)
+    app.cleanup_ctx.append(database)
+    for module in ROUTE_MODULES:
+        app.router.add_routes(module.routes)
+    return app

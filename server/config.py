@@ -1,0 +1,134 @@
+"""Configuration: one frozen struct, read from flags, then `SERVELINE_*` env, then defaults.
+
+`python run.py --help` lists every setting with its environment variable.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import msgspec
+
+ENV_PREFIX = "SERVELINE_"
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "var"
+    database_url: str | None = None
+    pool_min: int = 2
+    pool_max: int = 10
+    statement_timeout_ms: int = 10_000
+    idle_in_transaction_timeout_ms: int = 30_000
+    session_hours: float = 12.0
+    cookie_secure: bool = False
+    max_body_bytes: int = 1_048_576
+    demo_password: str | None = None
+    seed_demo: bool = True
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    login_failures_before_delay: int = 3
+    login_failure_limit: str = "10/15 minutes"
+    login_address_limit: str = "50/15 minutes"
+    access_log: bool = False
+    log_level: str = "INFO"
+
+
+# Help text per setting; env names are derived (`SERVELINE_<NAME>`), except DATABASE_URL.
+HELP: dict[str, str] = {
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "data_dir": "folder for the embedded PostgreSQL data and the instance lock",
+    "database_url": "PostgreSQL URL; without it an embedded PostgreSQL runs under the data dir",
+    "pool_min": "smallest number of PostgreSQL connections kept open",
+    "pool_max": "largest number of PostgreSQL connections",
+    "statement_timeout_ms": "longest a single SQL statement may run",
+    "idle_in_transaction_timeout_ms": "longest a transaction may sit idle before PostgreSQL ends it",
+    "session_hours": "how long a staff login lasts",
+    "cookie_secure": "mark the session cookie Secure (set behind HTTPS)",
+    "max_body_bytes": "largest request body accepted (larger gets 413)",
+    "demo_password": "password of the demo staff; generated and printed once if unset",
+    "seed_demo": "seed the demo restaurant when the database has no restaurant",
+    "argon2_time_cost": "argon2id passes per password hash",
+    "argon2_memory_kib": "argon2id memory per password hash, in KiB",
+    "login_failures_before_delay": "failed logins for one email before answers are slowed",
+    "login_failure_limit": "failed logins allowed per email before 429 (limits syntax)",
+    "login_address_limit": "failed logins allowed per client address before 429",
+    "access_log": "write an access log line per request",
+    "log_level": "logging level",
+}
+
+
+def env_name(field: str) -> str:
+    return "DATABASE_URL" if field == "database_url" else ENV_PREFIX + field.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in Config.__struct_fields__:
+        raw = environ.get(env_name(field))
+        if raw is not None:
+            values[field] = raw
+    return values
+
+
+def _coerce(values: dict[str, Any]) -> Config:
+    """Turn strings from env/flags into typed settings, with a clear message on a bad one."""
+    defaults = Config()
+    typed: dict[str, Any] = {}
+    for field, raw in values.items():
+        kind = type(getattr(defaults, field))
+        if not isinstance(raw, str) or kind is str or getattr(defaults, field) is None:
+            typed[field] = raw
+            continue
+        try:
+            typed[field] = _parse_bool(raw) if kind is bool else kind(raw)
+        except ValueError as error:
+            raise SystemExit(f"serveline: bad setting {field} ({env_name(field)}): {error}") from None
+    return Config(**typed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Serveline: a restaurant's live service in one process.",
+        epilog="Every setting may also come from its environment variable (shown in brackets).",
+    )
+    defaults = Config()
+    for field in Config.__struct_fields__:
+        default = getattr(defaults, field)
+        flag = "--" + field.replace("_", "-")
+        text = f"{HELP[field]} [{env_name(field)}] (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=field, default=None, help=text + "; true/false",
+                                metavar="BOOL")
+        else:
+            parser.add_argument(flag, dest=field, default=None, help=text)
+    parser.add_argument("--migrate-only", action="store_true",
+                        help="apply database migrations and exit")
+    return parser
+
+
+def load(argv: Sequence[str], environ: dict[str, str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Settings from flags over env over defaults; also returns the parsed flags."""
+    args = build_parser().parse_args(list(argv))
+    values = _from_env(dict(os.environ if environ is None else environ))
+    values.update({k: v for k, v in vars(args).items()
+                   if k in Config.__struct_fields__ and v is not None})
+    return _coerce(values), args
+
+
+def data_path(config: Config) -> Path:
+    return Path(config.data_dir).expanduser().resolve()

@@ -1,0 +1,20 @@
+"""Typed keys for what the app and each request carry."""
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from server.auth import LoginThrottle, Passwords
+from server.config import Config
+from store.credentials import Principal
+
+CONFIG = web.AppKey("config", Config)
+POOL = web.AppKey("pool", asyncpg.Pool)
+PASSWORDS = web.AppKey("passwords", Passwords)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+DEMO_PASSWORD = web.AppKey("demo_password", str)  # set only when this start seeded the demo
+
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
+RESTAURANT_ID = web.RequestKey("restaurant_id", int)
+ROLE = web.RequestKey("role", str)

@@ -1,0 +1,141 @@
+"""Request id, errors to JSON, and authentication + tenancy + access: once, for every route."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiohttp import web
+
+from server.auth import Access, Handler, access_of, bearer_token
+from server.errors import HTTP_CODES, ApiError, error_response, forbidden, not_found, unauthorized
+from server.keys import POOL, PRINCIPAL, REQUEST_ID, RESTAURANT_ID, ROLE
+from store import credentials
+from store.credentials import Principal
+from store.errors import StoreError
+
+log = logging.getLogger("serveline.http")
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+STORE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422}
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Connection-level failures: the database is down or restarting, so try again shortly.
+UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+               asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request an id (the caller's X-Request-Id if sane) and echo it back."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _CLIENT_ID.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # redirects and the like pass through, tagged
+        exc.headers["X-Request-Id"] = rid
+        raise
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    code = HTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal")
+    details: list[dict] = []
+    headers = {}
+    message = exc.reason
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        details = [{"allowed": allowed}]
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{exc.method} is not allowed here; use {', '.join(allowed)}"
+    elif isinstance(exc, web.HTTPNotFound):
+        message = "no such route"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        message = "the request body is larger than this server accepts"
+    return error_response(exc.status, code, message, details, headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as the one JSON error shape; nothing else reaches a client."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    except StoreError as exc:
+        return error_response(STORE_STATUS.get(exc.code, 400), exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _http_error(exc)
+    except asyncpg.QueryCanceledError:
+        log.warning("statement timeout on %s %s [%s]", request.method, request.path,
+                    request.get(REQUEST_ID))
+        return error_response(503, "unavailable", "the database took too long; try again",
+                              headers={"Retry-After": "2"})
+    except UNAVAILABLE:
+        log.warning("database unavailable on %s %s [%s]", request.method, request.path,
+                    request.get(REQUEST_ID), exc_info=True)
+        return error_response(503, "unavailable", "the database is unavailable; try again shortly",
+                              headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("unhandled error on %s %s [%s]", request.method, request.path,
+                      request.get(REQUEST_ID))
+        return error_response(500, "internal",
+                              f"something went wrong on our side (request {request.get(REQUEST_ID)})")
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser's cross-site request (those always send Origin on POST)
+    return urlsplit(origin).netloc == request.host
+
+
+def _check_access(request: web.Request, access: Access, principal: Principal) -> None:
+    """Tenancy first (another restaurant's id is simply not found), then role or scope."""
+    if "rid" in request.match_info:
+        raw = request.match_info["rid"]
+        restaurant_id = int(raw) if raw.isdigit() and len(raw) <= 18 else None
+        role = principal.roles.get(restaurant_id) if restaurant_id is not None else None
+        if role is None:
+            raise not_found("no such restaurant")
+        request[RESTAURANT_ID] = restaurant_id
+        request[ROLE] = role
+        roles_held = {role}
+    else:
+        roles_held = set(principal.roles.values())
+    if access.sessions_only and principal.kind != "session":
+        raise forbidden("this needs a staff sign-in")
+    if principal.kind == "api_key":
+        if access.scope is None or access.scope not in principal.scopes:
+            raise forbidden(f"this API key lacks the {access.scope or 'staff'} scope for this")
+    elif not roles_held & access.roles:
+        raise forbidden("your role may not do this")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the credential, then the route's tenancy and access rule."""
+    if request.match_info.http_exception is not None:
+        return await handler(request)  # unknown route / wrong method: let it answer 404/405
+    access = access_of(request.match_info.handler)
+    if access.public:
+        return await handler(request)
+    token, via_cookie = bearer_token(request)
+    if token is None:
+        raise unauthorized("sign in first: send a bearer token or the session cookie")
+    principal = await credentials.resolve(request.app[POOL], token)
+    if principal is None:
+        raise unauthorized("this token is unknown or has been revoked")
+    if principal.expired:
+        raise unauthorized("this session has expired; sign in again")
+    if via_cookie and request.method in UNSAFE and not _same_origin(request):
+        raise forbidden("cross-site request refused")
+    request[PRINCIPAL] = principal
+    _check_access(request, access, principal)
+    return await handler(request)

@@ -1,0 +1,1 @@
+"""Storage: the asyncpg pool, SQL per resource, migrations, the event outbox, embedded PostgreSQL."""

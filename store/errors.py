@@ -1,0 +1,28 @@
+"""Domain errors raised by the store; the HTTP layer maps each to one status."""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    code = "bad_request"
+
+    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class NotFound(StoreError):
+    code = "not_found"
+
+
+class Conflict(StoreError):
+    code = "conflict"
+
+
+class Forbidden(StoreError):
+    code = "forbidden"
+
+
+class Invalid(StoreError):
+    """Well-formed input that the domain rejects (422)."""
+    code = "invalid"
