@@ -114,7 +114,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def make_client(aiohttp_client: Callable) -> Callable[[Config], Awaitable[TestClient]]:
+async def make_client(database_url: str, aiohttp_client: Callable) -> Callable[[Config], Awaitable[TestClient]]:
     """A real server on a real socket for a given config."""
     async def make(config: Config) -> TestClient:
         return await aiohttp_client(create_app(config))
@@ -150,6 +150,7 @@ async def tokens(client: TestClient) -> Callable[[str, str], Awaitable[str]]:
     async def token(role: str, restaurant: str = "demo") -> str:
         if (role, restaurant) not in cache:
             cache[role, restaurant] = (await login(client, f"{role}@{restaurant}.test"))["token"]
+            client.session.cookie_jar.clear()  # these are bearer tokens: keep the jar empty
         return cache[role, restaurant]
     return token
 
