@@ -1,0 +1,172 @@
+"""`python run.py` as an owner runs it: embedded PostgreSQL, demo seed, clean stop, one instance per data dir."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import psutil
+import pytest
+
+from store.migrate import available
+from store.pool import with_database
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SERVELINE_") and k != "DATABASE_URL"}
+    env.update(extra)
+    return env
+
+
+class Server:
+    """run.py in a subprocess, its output captured to a file."""
+
+    def __init__(self, tmp_path: Path, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log = tmp_path / f"run-{uuid.uuid4().hex[:6]}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "run.py", "--data-dir", str(data_dir), "--port", str(self.port)],
+            cwd=ROOT, env=environment(**env), stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    async def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.output()
+                try:
+                    async with http.get(self.url + "/api/health") as response:
+                        if response.status == 200 and "Serveline is running" in self.output():
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("run.py did not become ready:\n" + self.output())
+
+    async def login(self, email: str, password: str) -> int:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(self.url + "/api/v1/auth/login",
+                                 json={"email": email, "password": password}) as response:
+                return response.status
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(data_dir) in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+async def test_run_py_serves_the_demo_stops_cleanly_and_reuses_its_data(tmp_path):
+    data_dir = tmp_path / "var"
+    server = Server(tmp_path, data_dir, SERVELINE_DEMO_PASSWORD="owner-chosen-secret")
+    try:
+        await server.wait_ready()
+        banner = server.output()
+        assert server.url in banner
+        for role in ("owner", "manager", "host", "server", "kitchen"):
+            assert f"{role}@demo.test" in banner
+            assert await server.login(f"{role}@demo.test", "owner-chosen-secret") == 200
+
+        second = subprocess.run([sys.executable, "run.py", "--data-dir", str(data_dir),
+                                 "--port", str(free_port())], cwd=ROOT, env=environment(),
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert "another Serveline process is running" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        assert server.stop() == 0
+    assert postgres_processes(data_dir) == []
+
+    again = Server(tmp_path, data_dir)  # no password in the environment this time
+    try:
+        await again.wait_ready()
+        assert "owner-chosen-secret" not in again.output()
+        assert await again.login("owner@demo.test", "owner-chosen-secret") == 200
+    finally:
+        assert again.stop() == 0
+    assert postgres_processes(data_dir) == []
+
+
+async def test_generated_demo_password_is_printed_and_works(tmp_path):
+    server = Server(tmp_path, tmp_path / "var")
+    try:
+        await server.wait_ready()
+        line = next(l for l in server.output().splitlines() if "Demo password:" in l)
+        password = line.split("Demo password:")[1].split()[0]
+        assert len(password) >= 12
+        assert await server.login("kitchen@demo.test", password) == 200
+        assert await server.login("kitchen@demo.test", password + "x") == 401
+    finally:
+        assert server.stop() == 0
+    assert postgres_processes(tmp_path / "var") == []
+
+
+async def test_migrations_started_by_two_processes_at_once_apply_once(pg_admin_dsn):
+    name = f"serveline_race_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = with_database(pg_admin_dsn, name)
+    try:
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, "run.py", "--migrate-only", cwd=ROOT, env=environment(DATABASE_URL=dsn),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT) for _ in range(2)]
+        outputs = [(await p.communicate())[0].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        versions = [v for v, _, _ in available()]
+        assert sum(f"applied migrations: {versions}" in out for out in outputs) == 1, outputs
+        assert sum("none (up to date)" in out for out in outputs) == 1, outputs
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch("SELECT version, count(*) FROM schema_migrations GROUP BY version "
+                                    "ORDER BY version")
+        finally:
+            await conn.close()
+        assert [(r["version"], r["count"]) for r in rows] == [(v, 1) for v in versions]
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_help_lists_every_setting_with_its_environment_variable():
+    from server.config import Config, env_name
+    result = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0
+    for field in Config.__struct_fields__:
+        assert env_name(field) in result.stdout, field
+    for flag in ("--host", "--port", "--data-dir", "--database-url"):
+        assert flag in result.stdout
+
+
+def test_a_bad_setting_is_a_clear_error_not_a_traceback():
+    result = subprocess.run([sys.executable, "run.py", "--port", "eighty"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30, env=environment())
+    assert result.returncode != 0
+    assert "port" in result.stderr and "Traceback" not in result.stderr
