@@ -104,3 +104,19 @@ async def test_bad_path_ids_are_not_found(client, rid, manager):
         response = await client.delete(f"/api/v1/restaurants/{rid}/devices/{bad}", headers=manager)
         assert response.status == 404, bad
         assert (await error_of(response))["code"] == "not_found"
+
+
+async def test_unexpected_failure_is_a_logged_500_with_the_request_id_and_no_trace(
+        client, db, rid, manager, caplog):
+    # A real fault, not a mock: the table the query needs is gone.
+    await db.execute("ALTER TABLE api_keys RENAME TO api_keys_elsewhere")
+    response = await client.get(f"/api/v1/restaurants/{rid}/api-keys", headers=manager)
+    assert response.status == 500
+    error = await error_of(response)
+    assert error["code"] == "internal"
+    request_id = response.headers["X-Request-Id"]
+    assert request_id in error["message"]
+    text = await response.text()
+    assert "Traceback" not in text and "api_keys" not in text and "asyncpg" not in text
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and request_id in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
