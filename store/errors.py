@@ -26,3 +26,12 @@ class Forbidden(StoreError):
 class Invalid(StoreError):
     """Well-formed input that the domain rejects (422)."""
     code = "invalid"
+
+
+class Stale(StoreError):
+    """The caller's If-Match version is no longer current (412)."""
+    code = "precondition_failed"
+
+
+class BadCursor(StoreError):
+    code = "invalid_cursor"

@@ -13,6 +13,7 @@ event and consumes no seq.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -78,9 +79,21 @@ class Write:
         self.pending.clear()
 
 
+# A transaction the caller already holds for this task (an idempotent request
+# stores its response in it): writes join it instead of opening their own.
+ambient: ContextVar[asyncpg.Connection | None] = ContextVar("ambient", default=None)
+
+
 @asynccontextmanager
 async def write(pool: asyncpg.Pool) -> AsyncIterator[Write]:
     """Run a state change and its events as one transaction (the only way to write)."""
+    held = ambient.get()
+    if held is not None:
+        async with held.transaction():  # a savepoint inside the held transaction
+            tx = Write(held)
+            yield tx
+            await tx.append_pending()
+        return
     async with pool.acquire() as conn:
         async with conn.transaction():
             tx = Write(conn)

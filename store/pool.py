@@ -35,6 +35,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int,
         init=init_connection,
         server_settings={
             "application_name": "serveline",
+            "timezone": "UTC",
             "statement_timeout": str(statement_timeout_ms),
             "idle_in_transaction_session_timeout": str(idle_in_transaction_timeout_ms),
             "lock_timeout": str(min(statement_timeout_ms, 5000)),

@@ -85,15 +85,15 @@ INSERT INTO menu_categories (restaurant_id, name, sort) VALUES ($1, $2, $3) RETU
 """
 
 INSERT_ITEMS = """
-INSERT INTO menu_items (restaurant_id, category_id, name, price, station, sort)
+INSERT INTO menu_items (restaurant_id, category_id, name, price_minor, station, sort)
 SELECT $1, $2, n, p, $3, o
 FROM unnest($4::text[], $5::int[]) WITH ORDINALITY AS i(n, p, o)
 RETURNING id, name
 """
 
 INSERT_MODIFIERS = """
-INSERT INTO menu_modifiers (restaurant_id, item_id, name, price_delta)
-SELECT $1, i, n, d FROM unnest($2::bigint[], $3::text[], $4::int[]) AS m(i, n, d)
+INSERT INTO menu_modifiers (restaurant_id, item_id, name, price_delta_minor, sort)
+SELECT $1, i, n, d, o FROM unnest($2::bigint[], $3::text[], $4::int[]) WITH ORDINALITY AS m(i, n, d, o)
 """
 
 

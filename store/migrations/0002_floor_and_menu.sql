@@ -7,6 +7,7 @@ CREATE TABLE areas (
     id             bigint GENERATED ALWAYS AS IDENTITY,
     name           text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
     sort           integer NOT NULL DEFAULT 0,
+    version        integer NOT NULL DEFAULT 1,
     PRIMARY KEY (restaurant_id, id),
     UNIQUE (restaurant_id, name)
 );
@@ -24,16 +25,19 @@ CREATE TABLE dining_tables (
                            'free', 'seated', 'ordering', 'waiting_food', 'eating',
                            'paying', 'dirty', 'blocked')),
     status_changed_at  timestamptz NOT NULL DEFAULT now(),
+    version            integer NOT NULL DEFAULT 1,
     PRIMARY KEY (restaurant_id, id),
     UNIQUE (restaurant_id, label),
     FOREIGN KEY (restaurant_id, area_id) REFERENCES areas (restaurant_id, id)
 );
+CREATE INDEX dining_tables_area ON dining_tables (restaurant_id, area_id);
 
 CREATE TABLE menu_categories (
     restaurant_id  bigint NOT NULL REFERENCES restaurants ON DELETE CASCADE,
     id             bigint GENERATED ALWAYS AS IDENTITY,
     name           text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
     sort           integer NOT NULL DEFAULT 0,
+    version        integer NOT NULL DEFAULT 1,
     PRIMARY KEY (restaurant_id, id),
     UNIQUE (restaurant_id, name)
 );
@@ -44,21 +48,24 @@ CREATE TABLE menu_items (
     category_id    bigint NOT NULL,
     name           text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     description    text NOT NULL DEFAULT '',
-    price          integer NOT NULL CHECK (price >= 0),   -- minor units of restaurants.currency
+    price_minor    integer NOT NULL CHECK (price_minor >= 0),   -- minor units of restaurants.currency
     station        text NOT NULL CHECK (station ~ '^[a-z][a-z0-9_]{0,30}$'),
     available      boolean NOT NULL DEFAULT true,
     sort           integer NOT NULL DEFAULT 0,
+    version        integer NOT NULL DEFAULT 1,
     PRIMARY KEY (restaurant_id, id),
     UNIQUE (restaurant_id, name),
     FOREIGN KEY (restaurant_id, category_id) REFERENCES menu_categories (restaurant_id, id)
 );
+CREATE INDEX menu_items_category ON menu_items (restaurant_id, category_id, sort, id);
 
 CREATE TABLE menu_modifiers (
     restaurant_id  bigint NOT NULL,
     id             bigint GENERATED ALWAYS AS IDENTITY,
     item_id        bigint NOT NULL,
     name           text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
-    price_delta    integer NOT NULL DEFAULT 0,
+    price_delta_minor  integer NOT NULL DEFAULT 0,
+    sort           integer NOT NULL DEFAULT 0,
     PRIMARY KEY (restaurant_id, id),
     UNIQUE (restaurant_id, item_id, name),
     FOREIGN KEY (restaurant_id, item_id) REFERENCES menu_items (restaurant_id, id) ON DELETE CASCADE

@@ -1,0 +1,253 @@
+"""The floor: areas, tables, and each table's status with a turn per party (seat → free)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import asyncpg
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from store import events
+from store.errors import Conflict, Invalid, NotFound, Stale
+from store.pages import Page, fetch_page, paged
+
+TableStatus = Literal["free", "seated", "ordering", "waiting_food", "eating", "paying", "dirty",
+                      "blocked"]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+Seats = Annotated[int, msgspec.Meta(ge=1, le=50)]
+Coordinate = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+Shape = Literal["square", "round", "rect"]
+AreaName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+PartySize = Annotated[int, msgspec.Meta(ge=1, le=100)]
+
+
+class AreaIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: AreaName
+    sort: int = 0
+
+
+class Area(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    sort: int
+    version: int
+
+
+class TableIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    label: Label
+    seats: Seats
+    area_id: int
+    x: Coordinate = 0
+    y: Coordinate = 0
+    shape: Shape = "square"
+
+
+class TablePatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    label: Label | UnsetType = UNSET
+    seats: Seats | UnsetType = UNSET
+    area_id: int | UnsetType = UNSET
+    x: Coordinate | UnsetType = UNSET
+    y: Coordinate | UnsetType = UNSET
+    shape: Shape | UnsetType = UNSET
+
+
+class StatusIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    status: TableStatus
+    party_size: PartySize | None = None  # covers, when seating
+
+
+class Table(msgspec.Struct, frozen=True):
+    id: int
+    label: str
+    seats: int
+    area_id: int
+    x: int
+    y: int
+    shape: str
+    status: TableStatus
+    status_changed_at: datetime
+    turn_id: int | None
+    seated_at: datetime | None  # when the current party sat down
+    party_size: int | None
+    version: int
+
+
+AREA_JSON = "json_build_object('id', a.id, 'name', a.name, 'sort', a.sort, 'version', a.version)"
+
+TABLE_JSON = """json_build_object(
+    'id', t.id, 'label', t.label, 'seats', t.seats, 'area_id', t.area_id, 'x', t.x, 'y', t.y,
+    'shape', t.shape, 'status', t.status, 'status_changed_at', t.status_changed_at,
+    'turn_id', t.turn_id, 'seated_at', tt.seated_at, 'party_size', tt.party_size,
+    'version', t.version)"""
+
+TABLE_FROM = """dining_tables t
+LEFT JOIN table_turns tt ON tt.restaurant_id = t.restaurant_id AND tt.id = t.turn_id"""
+
+LIST_AREAS = paged(f"""
+SELECT {AREA_JSON} AS j, json_build_array(a.id) AS cursor, row_number() OVER (ORDER BY a.id) AS n
+FROM areas a WHERE a.restaurant_id = $1 AND a.id > $3
+ORDER BY a.id LIMIT $2 + 1""")
+
+INSERT_AREA = f"""
+INSERT INTO areas AS a (restaurant_id, name, sort) VALUES ($1, $2, $3)
+ON CONFLICT (restaurant_id, name) DO NOTHING
+RETURNING {AREA_JSON}::text"""
+
+LIST_TABLES = paged(f"""
+SELECT {TABLE_JSON} AS j, json_build_array(t.id) AS cursor, row_number() OVER (ORDER BY t.id) AS n
+FROM {TABLE_FROM}
+WHERE t.restaurant_id = $1 AND t.id > $3
+  AND ($4::bigint IS NULL OR t.area_id = $4) AND ($5::text IS NULL OR t.status = $5)
+ORDER BY t.id LIMIT $2 + 1""")
+
+GET_TABLE = f"SELECT {TABLE_JSON}::text FROM {TABLE_FROM} WHERE t.restaurant_id = $1 AND t.id = $2"
+
+AREA_EXISTS = "SELECT EXISTS (SELECT 1 FROM areas WHERE restaurant_id = $1 AND id = $2)"
+
+INSERT_TABLE = """
+INSERT INTO dining_tables (restaurant_id, label, seats, area_id, x, y, shape)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (restaurant_id, label) DO NOTHING
+RETURNING id"""
+
+PATCH_TABLE = """
+UPDATE dining_tables SET label = coalesce($3, label), seats = coalesce($4, seats),
+    area_id = coalesce($5, area_id), x = coalesce($6, x), y = coalesce($7, y),
+    shape = coalesce($8, shape), version = version + 1
+WHERE restaurant_id = $1 AND id = $2 AND ($9::int IS NULL OR version = $9)
+RETURNING id"""
+
+# One statement moves a table one legal step and keeps its turn's timestamps:
+# seating opens a turn, each later step stamps it once, freeing closes it.
+SET_STATUS = """
+WITH legal AS (
+    SELECT t.id, t.turn_id FROM dining_tables t
+    JOIN table_transitions tr ON tr.from_status = t.status AND tr.to_status = $3
+    WHERE t.restaurant_id = $1 AND t.id = $2 AND ($4::int IS NULL OR t.version = $4)
+    FOR UPDATE OF t
+), new_turn AS (
+    INSERT INTO table_turns (restaurant_id, table_id, party_size)
+    SELECT $1, id, $5 FROM legal WHERE $3 = 'seated'
+    RETURNING id
+), stamped AS (
+    UPDATE table_turns tt SET
+        ordering_at = CASE WHEN $3 = 'ordering' THEN coalesce(tt.ordering_at, now()) ELSE tt.ordering_at END,
+        waiting_food_at = CASE WHEN $3 = 'waiting_food' THEN coalesce(tt.waiting_food_at, now())
+                               ELSE tt.waiting_food_at END,
+        eating_at = CASE WHEN $3 = 'eating' THEN coalesce(tt.eating_at, now()) ELSE tt.eating_at END,
+        paying_at = CASE WHEN $3 = 'paying' THEN coalesce(tt.paying_at, now()) ELSE tt.paying_at END,
+        dirty_at = CASE WHEN $3 = 'dirty' THEN coalesce(tt.dirty_at, now()) ELSE tt.dirty_at END,
+        freed_at = CASE WHEN $3 = 'free' THEN now() ELSE tt.freed_at END
+    FROM legal WHERE tt.restaurant_id = $1 AND tt.id = legal.turn_id
+)
+UPDATE dining_tables t SET status = $3, status_changed_at = now(), version = t.version + 1,
+    turn_id = CASE WHEN $3 = 'seated' THEN (SELECT id FROM new_turn)
+                   WHEN $3 IN ('free', 'blocked') THEN NULL ELSE t.turn_id END
+FROM legal WHERE t.restaurant_id = $1 AND t.id = legal.id
+RETURNING t.id"""
+
+WHY_NOT = """
+SELECT t.status, t.version,
+       array(SELECT to_status FROM table_transitions WHERE from_status = t.status ORDER BY 1) AS allowed
+FROM dining_tables t WHERE t.restaurant_id = $1 AND t.id = $2"""
+
+
+async def list_areas(pool: asyncpg.Pool, rid: int, limit: int, after: int) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST_AREAS, rid, limit, after)
+
+
+async def create_area(pool: asyncpg.Pool, rid: int, body: AreaIn) -> tuple[msgspec.Raw, int]:
+    async with events.write(pool) as tx:
+        area = await tx.conn.fetchval(INSERT_AREA, rid, body.name, body.sort)
+        if area is None:
+            raise Conflict(f"there is already an area named {body.name!r}")
+        raw = msgspec.Raw(area.encode())
+        tx.emit(rid, "floor", "area.created", {"area": raw})
+    return raw, tx.last_seq[rid]
+
+
+async def list_tables(pool: asyncpg.Pool, rid: int, limit: int, after: int,
+                      area_id: int | None, status: str | None) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST_TABLES, rid, limit, after, area_id, status)
+
+
+async def table_json(conn: asyncpg.Connection, rid: int, table_id: int) -> msgspec.Raw:
+    text = await conn.fetchval(GET_TABLE, rid, table_id)
+    if text is None:
+        raise NotFound("no such table")
+    return msgspec.Raw(text.encode())
+
+
+async def get_table(pool: asyncpg.Pool, rid: int, table_id: int) -> msgspec.Raw:
+    async with pool.acquire() as conn:
+        return await table_json(conn, rid, table_id)
+
+
+async def _check_area(conn: asyncpg.Connection, rid: int, area_id: int) -> None:
+    if not await conn.fetchval(AREA_EXISTS, rid, area_id):
+        raise Invalid("no such area", [{"path": "$.area_id", "message": "no such area"}])
+
+
+async def create_table(pool: asyncpg.Pool, rid: int, body: TableIn) -> tuple[msgspec.Raw, int]:
+    async with events.write(pool) as tx:
+        await _check_area(tx.conn, rid, body.area_id)
+        table_id = await tx.conn.fetchval(INSERT_TABLE, rid, body.label, body.seats, body.area_id,
+                                          body.x, body.y, body.shape)
+        if table_id is None:
+            raise Conflict(f"there is already a table labelled {body.label!r}")
+        raw = await table_json(tx.conn, rid, table_id)
+        tx.emit(rid, "floor", "table.created", {"table": raw})
+    return raw, tx.last_seq[rid]
+
+
+def _value(field: object) -> object:
+    return None if field is UNSET else field
+
+
+async def _stale_or_missing(conn: asyncpg.Connection, rid: int, table_id: int,
+                            expected: int | None) -> None:
+    row = await conn.fetchrow(WHY_NOT, rid, table_id)
+    if row is None:
+        raise NotFound("no such table")
+    if expected is not None and row["version"] != expected:
+        raise Stale(f"the table changed (now version {row['version']}); reload and retry",
+                    [{"version": row["version"]}])
+
+
+async def patch_table(pool: asyncpg.Pool, rid: int, table_id: int, body: TablePatch,
+                      expected: int | None) -> tuple[msgspec.Raw, int]:
+    async with events.write(pool) as tx:
+        if body.area_id is not UNSET:
+            await _check_area(tx.conn, rid, body.area_id)
+        try:
+            updated = await tx.conn.fetchval(
+                PATCH_TABLE, rid, table_id, _value(body.label), _value(body.seats),
+                _value(body.area_id), _value(body.x), _value(body.y), _value(body.shape), expected)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"there is already a table labelled {body.label!r}") from None
+        if updated is None:
+            await _stale_or_missing(tx.conn, rid, table_id, expected)
+        raw = await table_json(tx.conn, rid, table_id)
+        tx.emit(rid, "floor", "table.updated", {"table": raw})
+    return raw, tx.last_seq[rid]
+
+
+async def move_table(tx: events.Write, rid: int, table_id: int, status: str,
+                     party_size: int | None = None, expected: int | None = None) -> msgspec.Raw:
+    """One legal step of a table's status inside a write; emits `table.status`."""
+    if await tx.conn.fetchval(SET_STATUS, rid, table_id, status, expected, party_size) is None:
+        await _stale_or_missing(tx.conn, rid, table_id, expected)
+        row = await tx.conn.fetchrow(WHY_NOT, rid, table_id)
+        raise Conflict(f"a table cannot go from {row['status']} to {status}",
+                       [{"status": row["status"], "allowed": list(row["allowed"])}])
+    raw = await table_json(tx.conn, rid, table_id)
+    tx.emit(rid, "floor", "table.status", {"table": raw})
+    return raw
+
+
+async def set_status(pool: asyncpg.Pool, rid: int, table_id: int, body: StatusIn,
+                     expected: int | None) -> tuple[msgspec.Raw, int]:
+    async with events.write(pool) as tx:
+        raw = await move_table(tx, rid, table_id, body.status, body.party_size, expected)
+    return raw, tx.last_seq[rid]
