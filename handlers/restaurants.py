@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.auth import requires
-from server.http import json_response
+from server.auth import MANAGERS, requires
+from server.http import decode, expected_version, json_response, written
 from server.keys import POOL, RESTAURANT_ID, ROLE
 from store import restaurants
 
@@ -16,3 +16,12 @@ routes = web.RouteTableDef()
 async def get_restaurant(request: web.Request) -> web.Response:
     restaurant = await restaurants.get(request.app[POOL], request[RESTAURANT_ID])
     return json_response({"restaurant": restaurant, "role": request[ROLE]})
+
+
+@routes.patch("/api/v1/restaurants/{rid}")
+@requires(MANAGERS)
+async def patch_restaurant(request: web.Request) -> web.Response:
+    body = await decode(request, restaurants.RestaurantPatch)
+    restaurant, seq = await restaurants.patch(request.app[POOL], request[RESTAURANT_ID], body,
+                                              expected_version(request))
+    return written({"restaurant": restaurant, "role": request[ROLE]}, seq)

@@ -7,10 +7,12 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from handlers import api_keys, auth, devices, health, restaurants, staff
+from handlers import (api_keys, auth, dashboard, devices, floor, health, kitchen, menu, orders,
+                      reservations, restaurants, staff, waitlist)
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
 from server.keys import CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, PASSWORDS, POOL
+from server.idempotency import idempotent_posts
 from server.middlewares import authenticate, errors, request_id
 from store.migrate import apply_migrations
 from store.pool import create_pool
@@ -18,7 +20,8 @@ from store.seed import seed_demo_if_empty
 
 log = logging.getLogger("serveline")
 
-ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys)
+ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, menu, waitlist,
+                 reservations, orders, kitchen, dashboard)
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -40,7 +43,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, errors, authenticate],
+    app = web.Application(middlewares=[request_id, errors, authenticate, idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[PASSWORDS] = Passwords(config.argon2_time_cost, config.argon2_memory_kib)

@@ -15,6 +15,12 @@ from limits.aio.strategies import MovingWindowRateLimiter
 ROLES = ("owner", "manager", "host", "server", "kitchen")
 MANAGERS = frozenset({"owner", "manager"})
 ANY_ROLE = frozenset(ROLES)
+# Who does what on the floor and in the kitchen (docs/api.md has the table).
+FRONT_OF_HOUSE = MANAGERS | {"host", "server"}  # read the floor, waitlist, reservations
+HOSTS = MANAGERS | {"host"}  # manage waitlist and reservations, seat parties
+SERVERS = MANAGERS | {"server"}  # take and manage orders
+KITCHEN = MANAGERS | {"kitchen"}  # work tickets, 86 items
+TICKET_READERS = KITCHEN | {"server"}  # servers watch tickets for the pass
 SESSION_COOKIE = "serveline_session"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,12 +1,14 @@
 """JSON in and out: msgspec decoding with clear errors, encoding once to bytes."""
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from datetime import date
+from typing import Any, Iterable, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from server.errors import ApiError
+from store import pages
 
 T = TypeVar("T")
 
@@ -59,3 +61,78 @@ def path_id(request: web.Request, name: str) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
     return int(raw)
+
+
+SEQ_HEADER = "X-Serveline-Seq"
+
+
+def seq_headers(seq: int) -> dict[str, str]:
+    return {SEQ_HEADER: str(seq)}
+
+
+def written(body: Any, seq: int, status: int = 200) -> web.Response:
+    """The answer to a write: the resource, and the seq its events reached."""
+    return json_response(body, status=status, headers=seq_headers(seq))
+
+
+def query_int(request: web.Request, name: str, *, default: int | None = None, low: int = 0,
+              high: int = 2**53, required: bool = False) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise ApiError(400, "invalid_query", f"{name} is required",
+                           [{"path": f"query.{name}", "message": "required"}])
+        return default
+    if not raw.lstrip("-").isdigit() or len(raw) > 18 or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_query", f"{name} must be a whole number from {low} to {high}",
+                       [{"path": f"query.{name}", "message": f"not an integer in [{low}, {high}]"}])
+    return int(raw)
+
+
+def query_choice(request: web.Request, name: str, choices: Iterable[str],
+                 default: str | None = None) -> str | None:
+    raw = request.query.get(name, default)
+    allowed = tuple(choices)
+    if raw is not None and raw not in allowed:
+        raise ApiError(400, "invalid_query", f"{name} must be one of {', '.join(allowed)}",
+                       [{"path": f"query.{name}", "message": "not an allowed value"}])
+    return raw
+
+
+def query_date(request: web.Request, name: str, *, required: bool = False) -> date | None:
+    raw = request.query.get(name)
+    if raw is None:
+        if required:
+            raise ApiError(400, "invalid_query", f"{name} is required (YYYY-MM-DD)",
+                           [{"path": f"query.{name}", "message": "required"}])
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name} must be a date like 2026-11-25",
+                       [{"path": f"query.{name}", "message": "not a YYYY-MM-DD date"}]) from None
+
+
+def page_limit(request: web.Request) -> int:
+    return query_int(request, "limit", default=pages.DEFAULT_LIMIT, low=1, high=pages.MAX_LIMIT)
+
+
+def after_id(request: web.Request) -> int:
+    """The id a keyset page starts after (0: the first page)."""
+    cursor = request.query.get("cursor")
+    return pages.decode_cursor(cursor, tuple[int])[0] if cursor else 0
+
+
+def page_response(page: pages.Page, seq: int) -> web.Response:
+    return json_response(page, headers=seq_headers(seq))
+
+
+def expected_version(request: web.Request) -> int | None:
+    """The version named by If-Match (`"3"`, `3` or `W/"3"`); None when absent or `*`."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 9:
+        raise ApiError(400, "invalid_if_match", 'If-Match must be a version, e.g. "3"')
+    return int(value)

@@ -19,7 +19,8 @@ from store.errors import StoreError
 log = logging.getLogger("serveline.http")
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-STORE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422}
+STORE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422,
+                "precondition_failed": 412, "invalid_cursor": 400}
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Connection-level failures: the database is down or restarting, so try again shortly.
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,

@@ -147,6 +147,13 @@ UPDATE dining_tables t SET status = $3, status_changed_at = now(), version = t.v
 FROM legal WHERE t.restaurant_id = $1 AND t.id = legal.id
 RETURNING t.id"""
 
+# The best free table for a party: the fewest seats that fit, then the lowest id.
+PICK_FREE = """
+SELECT id FROM dining_tables
+WHERE restaurant_id = $1 AND status = 'free' AND seats >= $2
+ORDER BY seats, id LIMIT 1
+FOR UPDATE SKIP LOCKED"""
+
 WHY_NOT = """
 SELECT t.status, t.version,
        array(SELECT to_status FROM table_transitions WHERE from_status = t.status ORDER BY 1) AS allowed
@@ -251,3 +258,10 @@ async def set_status(pool: asyncpg.Pool, rid: int, table_id: int, body: StatusIn
     async with events.write(pool) as tx:
         raw = await move_table(tx, rid, table_id, body.status, body.party_size, expected)
     return raw, tx.last_seq[rid]
+
+
+async def pick_free_table(conn: asyncpg.Connection, rid: int, size: int) -> int:
+    table_id = await conn.fetchval(PICK_FREE, rid, size)
+    if table_id is None:
+        raise Conflict(f"no free table seats {size} right now")
+    return table_id

@@ -2,10 +2,41 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import asyncpg
 import msgspec
+from msgspec import UNSET, UnsetType
+
+from store import events
+from store.errors import Invalid, NotFound, Stale
+
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=720)]
+
+
+class DurationRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Parties up to `max_size` book `minutes` by default."""
+    max_size: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    minutes: Minutes
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    reservation_durations: Annotated[list[DurationRule], msgspec.Meta(min_length=1, max_length=20)] = (
+        msgspec.field(default_factory=lambda: [DurationRule(2, 90), DurationRule(4, 105),
+                                               DurationRule(8, 120), DurationRule(100, 150)]))
+    service_start: ClockTime = "17:00"  # local time of the first bookable slot
+    service_end: ClockTime = "23:00"  # local time by which bookings end (past midnight if earlier)
+    slot_minutes: Annotated[int, msgspec.Meta(ge=5, le=120)] = 15
+    ticket_amber_minutes: Annotated[int, msgspec.Meta(ge=1, le=240)] = 8
+    ticket_red_minutes: Annotated[int, msgspec.Meta(ge=1, le=240)] = 15
+
+    def duration_for(self, size: int) -> int:
+        for rule in sorted(self.reservation_durations, key=lambda r: r.max_size):
+            if size <= rule.max_size:
+                return rule.minutes
+        return max(r.minutes for r in self.reservation_durations)
 
 
 class Restaurant(msgspec.Struct, frozen=True):
@@ -16,15 +47,66 @@ class Restaurant(msgspec.Struct, frozen=True):
     currency: str
     epoch: UUID
     seq: int
+    settings: Settings
+    version: int
     created_at: datetime
 
 
+class RestaurantPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] | UnsetType = UNSET
+    settings: Settings | UnsetType = UNSET
+
+
 GET = """
-SELECT id, slug, name, timezone, currency, epoch, seq, created_at
+SELECT id, slug, name, timezone, currency, epoch, seq, settings, version, created_at
 FROM restaurants WHERE id = $1
 """
+
+KNOWN_ZONE = "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)"
+
+PATCH = """
+UPDATE restaurants SET name = coalesce($2, name), timezone = coalesce($3, timezone),
+    currency = coalesce($4, currency), settings = coalesce($5, settings), version = version + 1
+WHERE id = $1 AND ($6::int IS NULL OR version = $6)
+RETURNING id"""
+
+SETTINGS = "SELECT settings, timezone FROM restaurants WHERE id = $1"
+
+
+def _restaurant(row: asyncpg.Record) -> Restaurant:
+    return msgspec.convert({**row, "settings": row["settings"]}, Restaurant)
 
 
 async def get(pool: asyncpg.Pool, restaurant_id: int) -> Restaurant | None:
     row = await pool.fetchrow(GET, restaurant_id)
-    return None if row is None else Restaurant(**row)
+    return None if row is None else _restaurant(row)
+
+
+async def settings_of(conn: asyncpg.Connection | asyncpg.Pool, restaurant_id: int) -> tuple[Settings, str]:
+    """The restaurant's settings (defaults filled in) and time zone."""
+    row = await conn.fetchrow(SETTINGS, restaurant_id)
+    return msgspec.convert(row["settings"], Settings), row["timezone"]
+
+
+async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,
+                expected: int | None) -> tuple[Restaurant, int]:
+    def value(field: object) -> object:
+        return None if field is UNSET else field
+
+    async with events.write(pool) as tx:
+        if body.timezone is not UNSET and not await tx.conn.fetchval(KNOWN_ZONE, body.timezone):
+            raise Invalid("unknown time zone", [{"path": "$.timezone",
+                                                 "message": "use an IANA name like Europe/Paris"}])
+        settings = None if body.settings is UNSET else msgspec.to_builtins(body.settings)
+        if await tx.conn.fetchval(PATCH, restaurant_id, value(body.name), value(body.timezone),
+                                  value(body.currency), settings, expected) is None:
+            raise Stale("the restaurant's settings changed; reload and retry")
+        row = await tx.conn.fetchrow(GET, restaurant_id)
+        if row is None:
+            raise NotFound("no such restaurant")
+        restaurant = _restaurant(row)
+        tx.emit(restaurant_id, "manager", "restaurant.updated",
+                {"restaurant": msgspec.to_builtins(restaurant)})
+    return restaurant, tx.last_seq[restaurant_id]

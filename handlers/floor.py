@@ -1,0 +1,70 @@
+"""The floor: areas, tables and table status."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import FRONT_OF_HOUSE, MANAGERS, requires
+from server.http import (after_id, decode, expected_version, json_response, page_limit,
+                         page_response, path_id, query_choice, query_int, written)
+from server.keys import POOL, RESTAURANT_ID
+from store import floor
+
+routes = web.RouteTableDef()
+BASE = "/api/v1/restaurants/{rid}"
+STATUSES = ("free", "seated", "ordering", "waiting_food", "eating", "paying", "dirty", "blocked")
+
+
+@routes.get(BASE + "/areas")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def list_areas(request: web.Request) -> web.Response:
+    page, seq = await floor.list_areas(request.app[POOL], request[RESTAURANT_ID],
+                                       page_limit(request), after_id(request))
+    return page_response(page, seq)
+
+
+@routes.post(BASE + "/areas")
+@requires(MANAGERS, scope="write")
+async def create_area(request: web.Request) -> web.Response:
+    body = await decode(request, floor.AreaIn)
+    return written(*await floor.create_area(request.app[POOL], request[RESTAURANT_ID], body), 201)
+
+
+@routes.get(BASE + "/tables")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def list_tables(request: web.Request) -> web.Response:
+    page, seq = await floor.list_tables(
+        request.app[POOL], request[RESTAURANT_ID], page_limit(request), after_id(request),
+        query_int(request, "area_id"), query_choice(request, "status", STATUSES))
+    return page_response(page, seq)
+
+
+@routes.post(BASE + "/tables")
+@requires(MANAGERS, scope="write")
+async def create_table(request: web.Request) -> web.Response:
+    body = await decode(request, floor.TableIn)
+    return written(*await floor.create_table(request.app[POOL], request[RESTAURANT_ID], body), 201)
+
+
+@routes.get(BASE + "/tables/{table_id}")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def get_table(request: web.Request) -> web.Response:
+    return json_response(await floor.get_table(request.app[POOL], request[RESTAURANT_ID],
+                                               path_id(request, "table_id")))
+
+
+@routes.patch(BASE + "/tables/{table_id}")
+@requires(MANAGERS, scope="write")
+async def patch_table(request: web.Request) -> web.Response:
+    body = await decode(request, floor.TablePatch)
+    return written(*await floor.patch_table(request.app[POOL], request[RESTAURANT_ID],
+                                            path_id(request, "table_id"), body,
+                                            expected_version(request)))
+
+
+@routes.post(BASE + "/tables/{table_id}/status")
+@requires(FRONT_OF_HOUSE, scope="write")
+async def set_table_status(request: web.Request) -> web.Response:
+    body = await decode(request, floor.StatusIn)
+    return written(*await floor.set_status(request.app[POOL], request[RESTAURANT_ID],
+                                           path_id(request, "table_id"), body,
+                                           expected_version(request)))

@@ -1,0 +1,61 @@
+"""Kitchen tickets: open tickets per station in fire order; start, bump, recall; item ready."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import KITCHEN, TICKET_READERS, requires
+from server.http import after_id, expected_version, page_limit, page_response, path_id, written
+from server.keys import POOL, RESTAURANT_ID
+from server.errors import ApiError
+from store import kitchen
+
+routes = web.RouteTableDef()
+BASE = "/api/v1/restaurants/{rid}/kitchen/tickets"
+
+
+def _station(request: web.Request) -> str | None:
+    station = request.query.get("station")
+    if station is not None and not (station.isidentifier() and station.islower() and len(station) <= 31):
+        raise ApiError(400, "invalid_query", "station must be a station name like grill",
+                       [{"path": "query.station", "message": "not a station name"}])
+    return station
+
+
+@routes.get(BASE)
+@requires(TICKET_READERS, scope="read")
+async def list_tickets(request: web.Request) -> web.Response:
+    page, seq = await kitchen.list_open(request.app[POOL], request[RESTAURANT_ID],
+                                        page_limit(request), after_id(request), _station(request))
+    return page_response(page, seq)
+
+
+async def _step(request: web.Request, action: str) -> web.Response:
+    return written(*await kitchen.step(request.app[POOL], request[RESTAURANT_ID],
+                                       path_id(request, "ticket_id"), action,
+                                       expected_version(request)))
+
+
+@routes.post(BASE + "/{ticket_id}/start")
+@requires(KITCHEN, scope="write")
+async def start_ticket(request: web.Request) -> web.Response:
+    return await _step(request, "start")
+
+
+@routes.post(BASE + "/{ticket_id}/bump")
+@requires(KITCHEN, scope="write")
+async def bump_ticket(request: web.Request) -> web.Response:
+    return await _step(request, "bump")
+
+
+@routes.post(BASE + "/{ticket_id}/recall")
+@requires(KITCHEN, scope="write")
+async def recall_ticket(request: web.Request) -> web.Response:
+    return await _step(request, "recall")
+
+
+@routes.post(BASE + "/{ticket_id}/items/{item_id}/ready")
+@requires(KITCHEN, scope="write")
+async def item_ready(request: web.Request) -> web.Response:
+    return written(*await kitchen.item_ready(request.app[POOL], request[RESTAURANT_ID],
+                                             path_id(request, "ticket_id"),
+                                             path_id(request, "item_id")))

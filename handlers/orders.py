@@ -1,0 +1,81 @@
+"""Orders: create with items, add items, fire courses, void and serve items, close with payment."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import SERVERS, requires
+from server.http import (after_id, decode, expected_version, json_response, page_limit,
+                         page_response, path_id, query_choice, query_int, written)
+from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
+from store import orders
+
+routes = web.RouteTableDef()
+BASE = "/api/v1/restaurants/{rid}/orders"
+
+
+@routes.get(BASE)
+@requires(SERVERS, scope="read")
+async def list_orders(request: web.Request) -> web.Response:
+    page, seq = await orders.list_orders(
+        request.app[POOL], request[RESTAURANT_ID], page_limit(request), after_id(request),
+        query_choice(request, "status", ("open", "closed")), query_int(request, "table_id"))
+    return page_response(page, seq)
+
+
+@routes.post(BASE)
+@requires(SERVERS, scope="write")
+async def create_order(request: web.Request) -> web.Response:
+    body = await decode(request, orders.OrderIn)
+    return written(*await orders.create(request.app[POOL], request[RESTAURANT_ID],
+                                        request[PRINCIPAL].user_id, body), 201)
+
+
+@routes.get(BASE + "/{order_id}")
+@requires(SERVERS, scope="read")
+async def get_order(request: web.Request) -> web.Response:
+    return json_response(await orders.get_order(request.app[POOL], request[RESTAURANT_ID],
+                                                path_id(request, "order_id")))
+
+
+@routes.post(BASE + "/{order_id}/items")
+@requires(SERVERS, scope="write")
+async def add_items(request: web.Request) -> web.Response:
+    body = await decode(request, orders.AddItemsIn)
+    return written(*await orders.add_items(request.app[POOL], request[RESTAURANT_ID],
+                                           path_id(request, "order_id"), body,
+                                           expected_version(request)))
+
+
+@routes.post(BASE + "/{order_id}/fire")
+@requires(SERVERS, scope="write")
+async def fire_course(request: web.Request) -> web.Response:
+    body = await decode(request, orders.FireIn) if request.body_exists else orders.FireIn()
+    return written(*await orders.fire(request.app[POOL], request[RESTAURANT_ID],
+                                      path_id(request, "order_id"), body.course,
+                                      expected_version(request)))
+
+
+@routes.post(BASE + "/{order_id}/items/{item_id}/void")
+@requires(SERVERS, scope="write")
+async def void_item(request: web.Request) -> web.Response:
+    body = await decode(request, orders.VoidIn) if request.body_exists else orders.VoidIn()
+    return written(*await orders.void_item(request.app[POOL], request[RESTAURANT_ID],
+                                           path_id(request, "order_id"), path_id(request, "item_id"),
+                                           body.reason, expected_version(request)))
+
+
+@routes.post(BASE + "/{order_id}/items/{item_id}/serve")
+@requires(SERVERS, scope="write")
+async def serve_item(request: web.Request) -> web.Response:
+    return written(*await orders.serve_item(request.app[POOL], request[RESTAURANT_ID],
+                                            path_id(request, "order_id"),
+                                            path_id(request, "item_id"), expected_version(request)))
+
+
+@routes.post(BASE + "/{order_id}/close")
+@requires(SERVERS, scope="write")
+async def close_order(request: web.Request) -> web.Response:
+    body = await decode(request, orders.CloseIn)
+    return written(*await orders.close(request.app[POOL], request[RESTAURANT_ID],
+                                       path_id(request, "order_id"), body.payment,
+                                       expected_version(request)))

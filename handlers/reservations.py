@@ -1,0 +1,77 @@
+"""Reservations and the open slots of a day."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import FRONT_OF_HOUSE, HOSTS, requires
+from server.http import (decode, expected_version, json_response, page_limit, page_response,
+                         path_id, query_choice, query_date, query_int, written)
+from server.keys import POOL, RESTAURANT_ID
+from store import reservations
+from store.pages import decode_cursor
+
+routes = web.RouteTableDef()
+BASE = "/api/v1/restaurants/{rid}"
+STATUSES = ("booked", "confirmed", "seated", "completed", "cancelled", "no_show")
+
+
+@routes.get(BASE + "/reservations")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def list_reservations(request: web.Request) -> web.Response:
+    cursor = request.query.get("cursor")
+    page, seq = await reservations.list_reservations(
+        request.app[POOL], request[RESTAURANT_ID], page_limit(request),
+        decode_cursor(cursor, tuple[str, int]) if cursor else None,
+        query_date(request, "date"), query_choice(request, "status", STATUSES))
+    return page_response(page, seq)
+
+
+@routes.post(BASE + "/reservations")
+@requires(HOSTS, scope="write")
+async def create_reservation(request: web.Request) -> web.Response:
+    body = await decode(request, reservations.ReservationIn)
+    return written(*await reservations.create(request.app[POOL], request[RESTAURANT_ID], body), 201)
+
+
+@routes.get(BASE + "/reservations/{reservation_id}")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def get_reservation(request: web.Request) -> web.Response:
+    return json_response(await reservations.get(request.app[POOL], request[RESTAURANT_ID],
+                                                path_id(request, "reservation_id")))
+
+
+@routes.patch(BASE + "/reservations/{reservation_id}")
+@requires(HOSTS, scope="write")
+async def patch_reservation(request: web.Request) -> web.Response:
+    body = await decode(request, reservations.ReservationPatch)
+    return written(*await reservations.patch(request.app[POOL], request[RESTAURANT_ID],
+                                             path_id(request, "reservation_id"), body,
+                                             expected_version(request)))
+
+
+@routes.post(BASE + "/reservations/{reservation_id}/status")
+@requires(HOSTS, scope="write")
+async def set_reservation_status(request: web.Request) -> web.Response:
+    body = await decode(request, reservations.ReservationStatusIn)
+    return written(*await reservations.move(request.app[POOL], request[RESTAURANT_ID],
+                                            path_id(request, "reservation_id"), body.status,
+                                            expected_version(request)))
+
+
+@routes.post(BASE + "/reservations/{reservation_id}/seat")
+@requires(HOSTS, scope="write")
+async def seat_reservation(request: web.Request) -> web.Response:
+    from store.waitlist import SeatIn
+    body = await decode(request, SeatIn) if request.body_exists else SeatIn()
+    return written(*await reservations.seat(request.app[POOL], request[RESTAURANT_ID],
+                                            path_id(request, "reservation_id"), body.table_id,
+                                            expected_version(request)))
+
+
+@routes.get(BASE + "/availability")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def availability(request: web.Request) -> web.Response:
+    day = query_date(request, "date", required=True)
+    size = query_int(request, "size", low=1, high=100, required=True)
+    return json_response(await reservations.availability(request.app[POOL], request[RESTAURANT_ID],
+                                                         day, size))

@@ -1,0 +1,80 @@
+"""The waitlist: add parties, notify them, seat them on a table, or see them leave; wait estimates."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import FRONT_OF_HOUSE, HOSTS, requires
+from server.http import (after_id, decode, expected_version, json_response, page_limit,
+                         page_response, path_id, query_choice, query_int, written)
+from server.keys import POOL, RESTAURANT_ID
+from store import waitlist
+
+routes = web.RouteTableDef()
+BASE = "/api/v1/restaurants/{rid}/waitlist"
+FILTERS = ("open", "all", "waiting", "notified", "seated", "left", "no_show")
+
+
+@routes.get(BASE)
+@requires(FRONT_OF_HOUSE, scope="read")
+async def list_parties(request: web.Request) -> web.Response:
+    page, seq = await waitlist.list_parties(request.app[POOL], request[RESTAURANT_ID],
+                                            page_limit(request), after_id(request),
+                                            query_choice(request, "status", FILTERS, "open"))
+    return page_response(page, seq)
+
+
+@routes.post(BASE)
+@requires(HOSTS, scope="write")
+async def add_party(request: web.Request) -> web.Response:
+    body = await decode(request, waitlist.PartyIn)
+    return written(*await waitlist.add(request.app[POOL], request[RESTAURANT_ID], body), 201)
+
+
+@routes.get(BASE + "/estimate")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def estimate(request: web.Request) -> web.Response:
+    size = query_int(request, "size", low=1, high=100, required=True)
+    return json_response(await waitlist.estimate(request.app[POOL], request[RESTAURANT_ID], size))
+
+
+@routes.get(BASE + "/{party_id}")
+@requires(FRONT_OF_HOUSE, scope="read")
+async def get_party(request: web.Request) -> web.Response:
+    return json_response(await waitlist.get_party(request.app[POOL], request[RESTAURANT_ID],
+                                                  path_id(request, "party_id")))
+
+
+@routes.patch(BASE + "/{party_id}")
+@requires(HOSTS, scope="write")
+async def patch_party(request: web.Request) -> web.Response:
+    body = await decode(request, waitlist.PartyPatch)
+    return written(*await waitlist.patch(request.app[POOL], request[RESTAURANT_ID],
+                                         path_id(request, "party_id"), body,
+                                         expected_version(request)))
+
+
+@routes.post(BASE + "/{party_id}/notify")
+@requires(HOSTS, scope="write")
+async def notify_party(request: web.Request) -> web.Response:
+    return written(*await waitlist.move(request.app[POOL], request[RESTAURANT_ID],
+                                        path_id(request, "party_id"), "notified",
+                                        expected_version(request)))
+
+
+@routes.post(BASE + "/{party_id}/seat")
+@requires(HOSTS, scope="write")
+async def seat_party(request: web.Request) -> web.Response:
+    body = await decode(request, waitlist.SeatIn) if request.body_exists else waitlist.SeatIn()
+    return written(*await waitlist.seat(request.app[POOL], request[RESTAURANT_ID],
+                                        path_id(request, "party_id"), body.table_id,
+                                        expected_version(request)))
+
+
+@routes.post(BASE + "/{party_id}/leave")
+@requires(HOSTS, scope="write")
+async def party_left(request: web.Request) -> web.Response:
+    body = await decode(request, waitlist.LeaveIn) if request.body_exists else waitlist.LeaveIn()
+    return written(*await waitlist.move(request.app[POOL], request[RESTAURANT_ID],
+                                        path_id(request, "party_id"),
+                                        "no_show" if body.no_show else "left",
+                                        expected_version(request)))

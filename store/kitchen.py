@@ -1,0 +1,213 @@
+"""Kitchen tickets: fired items grouped per station, started, bumped, recalled; item-level ready."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+
+from store import events
+from store.errors import Conflict, NotFound, Stale
+from store.pages import Page, fetch_page, paged
+
+TicketStatus = Literal["open", "started", "bumped"]
+
+
+class TicketItem(msgspec.Struct, frozen=True):
+    id: int
+    menu_item_id: int
+    name: str
+    qty: int
+    modifiers: list[dict[str, Any]]
+    note: str
+    course: int
+    status: str
+
+
+class Ticket(msgspec.Struct, frozen=True):
+    id: int
+    order_id: int
+    station: str
+    course: int
+    status: TicketStatus
+    fired_at: datetime
+    started_at: datetime | None
+    bumped_at: datetime | None
+    recalled_at: datetime | None
+    version: int
+    table_id: int | None
+    table_label: str | None
+    server_name: str | None
+    guests: int | None
+    order_note: str
+    items: list[TicketItem]
+
+
+TICKET_JSON = """json_build_object(
+    'id', k.id, 'order_id', k.order_id, 'station', k.station, 'course', k.course,
+    'status', k.status, 'fired_at', k.fired_at, 'started_at', k.started_at,
+    'bumped_at', k.bumped_at, 'recalled_at', k.recalled_at, 'version', k.version,
+    'table_id', o.table_id, 'table_label', dt.label, 'server_name', u.name, 'guests', o.guests,
+    'order_note', o.note,
+    'items', (SELECT coalesce(json_agg(json_build_object(
+                  'id', oi.id, 'menu_item_id', oi.menu_item_id, 'name', oi.name, 'qty', oi.qty,
+                  'modifiers', oi.modifiers, 'note', oi.note, 'course', oi.course,
+                  'status', oi.status) ORDER BY oi.id), '[]')
+              FROM order_items oi WHERE oi.restaurant_id = k.restaurant_id AND oi.ticket_id = k.id))"""
+
+TICKET_FROM = """tickets k
+JOIN orders o ON o.restaurant_id = k.restaurant_id AND o.id = k.order_id
+LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
+LEFT JOIN users u ON u.id = o.server_id"""
+
+# Open tickets in fire order (ids are handed out as tickets fire).
+LIST_OPEN = paged(f"""
+SELECT {TICKET_JSON} AS j, json_build_array(k.id) AS cursor, row_number() OVER (ORDER BY k.id) AS n
+FROM {TICKET_FROM}
+WHERE k.restaurant_id = $1 AND k.status <> 'bumped' AND k.id > $3
+  AND ($4::text IS NULL OR k.station = $4)
+ORDER BY k.id LIMIT $2 + 1""")
+
+TICKETS_BY_ID = f"""
+SELECT k.id, k.station, k.order_id, {TICKET_JSON}::text AS ticket FROM {TICKET_FROM}
+WHERE k.restaurant_id = $1 AND k.id = ANY($2::bigint[]) ORDER BY k.id"""
+
+# Fire every new item of the order up to a course: one ticket per station.
+FIRE = """
+WITH due AS (
+    SELECT id, station, course FROM order_items
+    WHERE restaurant_id = $1 AND order_id = $2 AND status = 'new' AND course <= $3
+    FOR UPDATE
+), made AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course)
+    SELECT $1, $2, station, min(course) FROM due GROUP BY station ORDER BY station
+    RETURNING id, station
+), fired AS (
+    UPDATE order_items oi SET status = 'fired', fired_at = now(), ticket_id = made.id,
+                              version = oi.version + 1
+    FROM due JOIN made ON made.station = due.station
+    WHERE oi.restaurant_id = $1 AND oi.id = due.id
+    RETURNING oi.ticket_id
+)
+SELECT coalesce(array_agg(DISTINCT ticket_id), '{}') FROM fired"""
+
+# Ticket steps move the ticket and its items together; each answers 1 if the ticket moved.
+START = """
+WITH k AS (
+    UPDATE tickets SET status = 'started', started_at = now(), version = version + 1
+    WHERE restaurant_id = $1 AND id = $2 AND status = 'open' AND ($3::int IS NULL OR version = $3)
+    RETURNING id
+), items AS (
+    UPDATE order_items oi SET status = 'cooking', cooking_at = now(), version = oi.version + 1
+    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id AND oi.status = 'fired'
+    RETURNING oi.id
+)
+SELECT count(*) FROM k"""
+
+BUMP = """
+WITH k AS (
+    UPDATE tickets SET status = 'bumped', bumped_at = now(), version = version + 1
+    WHERE restaurant_id = $1 AND id = $2 AND status IN ('open', 'started')
+      AND ($3::int IS NULL OR version = $3)
+    RETURNING id
+), items AS (
+    UPDATE order_items oi SET status = 'ready', ready_at = now(), version = oi.version + 1
+    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id AND oi.status IN ('fired', 'cooking')
+    RETURNING oi.id
+)
+SELECT count(*) FROM k"""
+
+RECALL = """
+WITH k AS (
+    UPDATE tickets SET status = 'started', recalled_at = now(), bumped_at = NULL,
+                       version = version + 1
+    WHERE restaurant_id = $1 AND id = $2 AND status = 'bumped' AND ($3::int IS NULL OR version = $3)
+    RETURNING id
+), items AS (
+    UPDATE order_items oi SET status = 'cooking', ready_at = NULL, version = oi.version + 1
+    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id AND oi.status = 'ready'
+    RETURNING oi.id
+)
+SELECT count(*) FROM k"""
+
+STEPS = {"start": (START, "ticket.started", "open"),
+         "bump": (BUMP, "ticket.bumped", "open or started"),
+         "recall": (RECALL, "ticket.recalled", "bumped")}
+
+TICKET_STATE = "SELECT status, version, order_id FROM tickets WHERE restaurant_id = $1 AND id = $2"
+
+OPEN_TICKETS_OF_ORDER = """
+SELECT count(*) FROM tickets WHERE restaurant_id = $1 AND order_id = $2 AND status <> 'bumped'"""
+
+ITEM_READY = """
+UPDATE order_items SET status = 'ready', ready_at = now(), version = version + 1
+WHERE restaurant_id = $1 AND ticket_id = $2 AND id = $3 AND status IN ('fired', 'cooking')
+RETURNING id"""
+
+ITEM_ON_TICKET = "SELECT status FROM order_items WHERE restaurant_id = $1 AND ticket_id = $2 AND id = $3"
+
+
+async def fire(conn: asyncpg.Connection, rid: int, order_id: int, up_to_course: int) -> list[int]:
+    """Send the order's new items up to a course to the kitchen; returns the new ticket ids."""
+    if up_to_course < 1:
+        return []
+    return list(await conn.fetchval(FIRE, rid, order_id, up_to_course))
+
+
+async def _tickets(conn: asyncpg.Connection, rid: int, ids: list[int]) -> list[asyncpg.Record]:
+    return await conn.fetch(TICKETS_BY_ID, rid, ids) if ids else []
+
+
+async def emit_fired(tx: events.Write, rid: int, ticket_ids: list[int]) -> None:
+    for row in await _tickets(tx.conn, rid, ticket_ids):
+        tx.emit(rid, f"kitchen:{row['station']}", "ticket.fired",
+                {"ticket": msgspec.Raw(row["ticket"].encode())})
+
+
+async def list_open(pool: asyncpg.Pool, rid: int, limit: int, after: int,
+                    station: str | None) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST_OPEN, rid, limit, after, station)
+
+
+async def _refused(conn: asyncpg.Connection, rid: int, ticket_id: int, expected: int | None,
+                   allowed_from: str) -> None:
+    row = await conn.fetchrow(TICKET_STATE, rid, ticket_id)
+    if row is None:
+        raise NotFound("no such ticket")
+    if expected is not None and row["version"] != expected:
+        raise Stale(f"the ticket changed (now version {row['version']}); reload and retry",
+                    [{"version": row["version"]}])
+    raise Conflict(f"this needs a ticket that is {allowed_from}; it is {row['status']}",
+                   [{"status": row["status"]}])
+
+
+async def step(pool: asyncpg.Pool, rid: int, ticket_id: int, action: str,
+               expected: int | None) -> tuple[msgspec.Raw, int]:
+    """Start, bump or recall a ticket; bumping an order's last ticket says the order is ready."""
+    sql, name, allowed_from = STEPS[action]
+    async with events.write(pool) as tx:
+        if not await tx.conn.fetchval(sql, rid, ticket_id, expected):
+            await _refused(tx.conn, rid, ticket_id, expected, allowed_from)
+        ticket = (await _tickets(tx.conn, rid, [ticket_id]))[0]
+        raw = msgspec.Raw(ticket["ticket"].encode())
+        tx.emit(rid, f"kitchen:{ticket['station']}", name, {"ticket": raw})
+        if action == "bump" and not await tx.conn.fetchval(OPEN_TICKETS_OF_ORDER, rid,
+                                                           ticket["order_id"]):
+            tx.emit(rid, "orders", "order.ready", {"order_id": ticket["order_id"]})
+    return raw, tx.last_seq[rid]
+
+
+async def item_ready(pool: asyncpg.Pool, rid: int, ticket_id: int, item_id: int) -> tuple[msgspec.Raw, int]:
+    async with events.write(pool) as tx:
+        if await tx.conn.fetchval(ITEM_READY, rid, ticket_id, item_id) is None:
+            status = await tx.conn.fetchval(ITEM_ON_TICKET, rid, ticket_id, item_id)
+            if status is None:
+                raise NotFound("no such item on this ticket")
+            raise Conflict(f"only a fired or cooking item can be ready; this one is {status}",
+                           [{"status": status}])
+        ticket = (await _tickets(tx.conn, rid, [ticket_id]))[0]
+        raw = msgspec.Raw(ticket["ticket"].encode())
+        tx.emit(rid, f"kitchen:{ticket['station']}", "item.ready",
+                {"ticket_id": ticket_id, "item_id": item_id, "ticket": raw})
+    return raw, tx.last_seq[rid]
