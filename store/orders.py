@@ -149,7 +149,7 @@ SELECT i.id, i.name, i.station, i.price_minor, i.available,
 FROM menu_items i
 LEFT JOIN menu_modifiers m ON m.restaurant_id = i.restaurant_id AND m.item_id = i.id
 WHERE i.restaurant_id = $1 AND i.id = ANY($2::bigint[])
-GROUP BY i.id"""
+GROUP BY i.restaurant_id, i.id"""
 
 INSERT_ORDER = """
 INSERT INTO orders (restaurant_id, table_id, party_id, server_id, guests, note, fired_course)

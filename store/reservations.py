@@ -98,14 +98,14 @@ TABLE_SEATS = "SELECT seats FROM dining_tables WHERE restaurant_id = $1 AND id =
 
 INSERT = """
 INSERT INTO reservations (restaurant_id, name, phone, note, size, starts_at, ends_at, table_id)
-VALUES ($1, $2, $3, $4, $5, $6, $6 + make_interval(mins => $7), $8)
+VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $6::timestamptz + make_interval(mins => $7), $8)
 RETURNING id"""
 
 CURRENT = "SELECT * FROM reservations WHERE restaurant_id = $1 AND id = $2 FOR UPDATE"
 
 UPDATE = """
-UPDATE reservations SET name = $3, phone = $4, note = $5, size = $6, starts_at = $7,
-    ends_at = $7 + make_interval(mins => $8), table_id = $9, version = version + 1
+UPDATE reservations SET name = $3, phone = $4, note = $5, size = $6, starts_at = $7::timestamptz,
+    ends_at = $7::timestamptz + make_interval(mins => $8), table_id = $9, version = version + 1
 WHERE restaurant_id = $1 AND id = $2"""
 
 MOVE = """
@@ -124,7 +124,7 @@ FROM reservations x WHERE x.restaurant_id = $1 AND x.id = $2"""
 CONFLICTING = f"""
 SELECT {RESERVATION_JSON} FROM reservations x
 WHERE x.restaurant_id = $1 AND x.table_id = $2 AND x.status IN ('booked', 'confirmed', 'seated')
-  AND tstzrange(x.starts_at, x.ends_at, '[)') && tstzrange($3, $3 + make_interval(mins => $4), '[)')
+  AND tstzrange(x.starts_at, x.ends_at, '[)') && tstzrange($3::timestamptz, $3::timestamptz + make_interval(mins => $4), '[)')
   AND x.id <> coalesce($5, 0)
 ORDER BY x.starts_at LIMIT 1"""
 
@@ -208,7 +208,7 @@ async def _save(tx: events.Write, rid: int, sql: str, args: list[Any], table_id:
     except asyncpg.ExclusionViolationError:
         clash = await tx.conn.fetchval(CONFLICTING, rid, table_id, starts_at, minutes, reservation_id)
         raise Conflict("that table is already booked then",
-                       [{"conflicting_reservation": msgspec.json.decode(clash) if clash else None}]
+                       [{"conflicting_reservation": clash}]
                        ) from None
 
 
