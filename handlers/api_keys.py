@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
-from server.http import decode, json_response, path_id
+from server.http import after_id, decode, page_limit, page_response, path_id, written
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from store import api_keys
 
@@ -14,22 +14,23 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/restaurants/{rid}/api-keys")
 @requires(MANAGERS)
 async def list_keys(request: web.Request) -> web.Response:
-    return json_response({"api_keys": await api_keys.list_keys(request.app[POOL],
-                                                               request[RESTAURANT_ID])})
+    page, seq = await api_keys.list_keys(request.app[POOL], request[RESTAURANT_ID], page_limit(request),
+                                        after_id(request))
+    return page_response(page, seq)
 
 
 @routes.post("/api/v1/restaurants/{rid}/api-keys")
 @requires(MANAGERS)
 async def create_key(request: web.Request) -> web.Response:
     body = await decode(request, api_keys.ApiKeyIn)
-    created = await api_keys.create(request.app[POOL], request[RESTAURANT_ID], body,
+    created, seq = await api_keys.create(request.app[POOL], request[RESTAURANT_ID], body,
                                     request[PRINCIPAL].user_id)
-    return json_response(created, status=201)
+    return written(created, seq, 201)
 
 
 @routes.delete("/api/v1/restaurants/{rid}/api-keys/{key_id}")
 @requires(MANAGERS)
 async def revoke_key(request: web.Request) -> web.Response:
-    key = await api_keys.revoke(request.app[POOL], request[RESTAURANT_ID],
+    key, seq = await api_keys.revoke(request.app[POOL], request[RESTAURANT_ID],
                                 path_id(request, "key_id"))
-    return json_response({"api_key": key})
+    return written({"api_key": key}, seq)

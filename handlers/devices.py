@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
-from server.http import decode, json_response, path_id
+from server.http import after_id, decode, page_limit, page_response, path_id, written
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from store import devices
 
@@ -14,22 +14,23 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/restaurants/{rid}/devices")
 @requires(MANAGERS)
 async def list_devices(request: web.Request) -> web.Response:
-    return json_response({"devices": await devices.list_devices(request.app[POOL],
-                                                                request[RESTAURANT_ID])})
+    page, seq = await devices.list_devices(request.app[POOL], request[RESTAURANT_ID], page_limit(request),
+                                          after_id(request))
+    return page_response(page, seq)
 
 
 @routes.post("/api/v1/restaurants/{rid}/devices")
 @requires(MANAGERS)
 async def register_device(request: web.Request) -> web.Response:
     body = await decode(request, devices.DeviceIn)
-    registered = await devices.register(request.app[POOL], request[RESTAURANT_ID], body,
+    registered, seq = await devices.register(request.app[POOL], request[RESTAURANT_ID], body,
                                         request[PRINCIPAL].user_id)
-    return json_response(registered, status=201)
+    return written(registered, seq, 201)
 
 
 @routes.delete("/api/v1/restaurants/{rid}/devices/{device_id}")
 @requires(MANAGERS)
 async def revoke_device(request: web.Request) -> web.Response:
-    device = await devices.revoke(request.app[POOL], request[RESTAURANT_ID],
+    device, seq = await devices.revoke(request.app[POOL], request[RESTAURANT_ID],
                                   path_id(request, "device_id"))
-    return json_response({"device": device})
+    return written({"device": device}, seq)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
-from server.http import decode, json_response, path_id
+from server.http import (after_id, decode, page_limit, page_response, path_id, seq_headers,
+                         written)
 from server.keys import PASSWORDS, POOL, RESTAURANT_ID, ROLE
 from store import staff
 
@@ -14,7 +15,9 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/restaurants/{rid}/staff")
 @requires(MANAGERS)
 async def list_staff(request: web.Request) -> web.Response:
-    return json_response({"staff": await staff.list_staff(request.app[POOL], request[RESTAURANT_ID])})
+    page, seq = await staff.list_staff(request.app[POOL], request[RESTAURANT_ID], page_limit(request),
+                                      after_id(request))
+    return page_response(page, seq)
 
 
 @routes.post("/api/v1/restaurants/{rid}/staff")
@@ -23,9 +26,9 @@ async def add_staff(request: web.Request) -> web.Response:
     body = await decode(request, staff.StaffIn)
     staff.check_grant(request[ROLE], body.role)
     password_hash = await request.app[PASSWORDS].hash(body.password) if body.password else None
-    member = await staff.add(request.app[POOL], request[RESTAURANT_ID], request[ROLE], body,
+    member, seq = await staff.add(request.app[POOL], request[RESTAURANT_ID], request[ROLE], body,
                              password_hash)
-    return json_response({"staff_member": member}, status=201)
+    return written({"staff_member": member}, seq, 201)
 
 
 @routes.patch("/api/v1/restaurants/{rid}/staff/{user_id}")
@@ -33,14 +36,14 @@ async def add_staff(request: web.Request) -> web.Response:
 async def change_role(request: web.Request) -> web.Response:
     user_id = path_id(request, "user_id")
     body = await decode(request, staff.RoleIn)
-    member = await staff.change_role(request.app[POOL], request[RESTAURANT_ID], request[ROLE],
+    member, seq = await staff.change_role(request.app[POOL], request[RESTAURANT_ID], request[ROLE],
                                      user_id, body.role)
-    return json_response({"staff_member": member})
+    return written({"staff_member": member}, seq)
 
 
 @routes.delete("/api/v1/restaurants/{rid}/staff/{user_id}")
 @requires(MANAGERS)
 async def remove_staff(request: web.Request) -> web.Response:
-    await staff.remove(request.app[POOL], request[RESTAURANT_ID], request[ROLE],
-                       path_id(request, "user_id"))
-    return web.Response(status=204)
+    seq = await staff.remove(request.app[POOL], request[RESTAURANT_ID], request[ROLE],
+                             path_id(request, "user_id"))
+    return web.Response(status=204, headers=seq_headers(seq))

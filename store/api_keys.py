@@ -10,6 +10,7 @@ import msgspec
 from store import events
 from store.credentials import API_KEY_PREFIX, new_token, token_hash
 from store.errors import NotFound
+from store.pages import Page, fetch_page, paged
 
 Scope = Literal["read", "write", "events"]
 
@@ -36,7 +37,13 @@ class CreatedApiKey(msgspec.Struct, frozen=True):
 
 COLUMNS = "id, name, prefix, scopes, created_at, last_used_at, revoked_at"
 
-LIST = f"SELECT {COLUMNS} FROM api_keys WHERE restaurant_id = $1 ORDER BY revoked_at NULLS FIRST, name, id"
+LIST = paged("""
+SELECT json_build_object('id', d.id, 'name', d.name, 'prefix', d.prefix, 'scopes', d.scopes,
+                         'created_at', d.created_at, 'last_used_at', d.last_used_at,
+                         'revoked_at', d.revoked_at) AS j,
+       json_build_array(d.id) AS cursor, row_number() OVER (ORDER BY d.id) AS n
+FROM api_keys d WHERE d.restaurant_id = $1 AND d.id > $3
+ORDER BY d.id LIMIT $2 + 1""")
 
 INSERT = f"""
 INSERT INTO api_keys (restaurant_id, name, prefix, key_hash, scopes, created_by)
@@ -51,12 +58,13 @@ RETURNING {COLUMNS}
 """
 
 
-async def list_keys(pool: asyncpg.Pool, restaurant_id: int) -> list[ApiKey]:
-    return [ApiKey(**row) for row in await pool.fetch(LIST, restaurant_id)]
+async def list_keys(pool: asyncpg.Pool, restaurant_id: int, limit: int,
+                    after: int) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST, restaurant_id, limit, after)
 
 
 async def create(pool: asyncpg.Pool, restaurant_id: int, body: ApiKeyIn,
-                 created_by: int | None) -> CreatedApiKey:
+                 created_by: int | None) -> tuple[CreatedApiKey, int]:
     key = new_token(API_KEY_PREFIX)
     scopes = sorted(set(body.scopes))
     async with events.write(pool) as tx:
@@ -64,13 +72,13 @@ async def create(pool: asyncpg.Pool, restaurant_id: int, body: ApiKeyIn,
                                      scopes, created_by)
         tx.emit(restaurant_id, "manager", "api_key.created",
                 {"api_key_id": row["id"], "name": body.name, "scopes": scopes})
-    return CreatedApiKey(api_key=ApiKey(**row), key=key)
+    return CreatedApiKey(api_key=ApiKey(**row), key=key), tx.last_seq[restaurant_id]
 
 
-async def revoke(pool: asyncpg.Pool, restaurant_id: int, key_id: int) -> ApiKey:
+async def revoke(pool: asyncpg.Pool, restaurant_id: int, key_id: int) -> tuple[ApiKey, int]:
     async with events.write(pool) as tx:
         row = await tx.conn.fetchrow(REVOKE, restaurant_id, key_id)
         if row is None:
             raise NotFound("no such API key")
         tx.emit(restaurant_id, "manager", "api_key.revoked", {"api_key_id": key_id})
-    return ApiKey(**row)
+    return ApiKey(**row), tx.last_seq[restaurant_id]

@@ -10,6 +10,7 @@ import msgspec
 from store import events
 from store.credentials import DEVICE_PREFIX, new_token, token_hash
 from store.errors import NotFound
+from store.pages import Page, fetch_page, paged
 
 DeviceRole = Literal["manager", "host", "server", "kitchen"]
 
@@ -38,7 +39,13 @@ class RegisteredDevice(msgspec.Struct, frozen=True):
 
 COLUMNS = "id, name, kind, role, created_at, last_seen_at, last_ack_seq, revoked_at"
 
-LIST = f"SELECT {COLUMNS} FROM devices WHERE restaurant_id = $1 ORDER BY revoked_at NULLS FIRST, name, id"
+LIST = paged("""
+SELECT json_build_object('id', d.id, 'name', d.name, 'kind', d.kind, 'role', d.role,
+                         'created_at', d.created_at, 'last_seen_at', d.last_seen_at,
+                         'last_ack_seq', d.last_ack_seq, 'revoked_at', d.revoked_at) AS j,
+       json_build_array(d.id) AS cursor, row_number() OVER (ORDER BY d.id) AS n
+FROM devices d WHERE d.restaurant_id = $1 AND d.id > $3
+ORDER BY d.id LIMIT $2 + 1""")
 
 INSERT = f"""
 INSERT INTO devices (restaurant_id, name, kind, role, token_hash, created_by)
@@ -53,25 +60,26 @@ RETURNING {COLUMNS}
 """
 
 
-async def list_devices(pool: asyncpg.Pool, restaurant_id: int) -> list[Device]:
-    return [Device(**row) for row in await pool.fetch(LIST, restaurant_id)]
+async def list_devices(pool: asyncpg.Pool, restaurant_id: int, limit: int,
+                       after: int) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST, restaurant_id, limit, after)
 
 
 async def register(pool: asyncpg.Pool, restaurant_id: int, body: DeviceIn,
-                   created_by: int | None) -> RegisteredDevice:
+                   created_by: int | None) -> tuple[RegisteredDevice, int]:
     token = new_token(DEVICE_PREFIX)
     async with events.write(pool) as tx:
         row = await tx.conn.fetchrow(INSERT, restaurant_id, body.name, body.kind, body.role,
                                      token_hash(token), created_by)
         tx.emit(restaurant_id, "manager", "device.registered",
                 {"device_id": row["id"], "name": body.name, "kind": body.kind, "role": body.role})
-    return RegisteredDevice(device=Device(**row), token=token)
+    return RegisteredDevice(device=Device(**row), token=token), tx.last_seq[restaurant_id]
 
 
-async def revoke(pool: asyncpg.Pool, restaurant_id: int, device_id: int) -> Device:
+async def revoke(pool: asyncpg.Pool, restaurant_id: int, device_id: int) -> tuple[Device, int]:
     async with events.write(pool) as tx:
         row = await tx.conn.fetchrow(REVOKE, restaurant_id, device_id)
         if row is None:
             raise NotFound("no such device")
         tx.emit(restaurant_id, "manager", "device.revoked", {"device_id": device_id})
-    return Device(**row)
+    return Device(**row), tx.last_seq[restaurant_id]

@@ -9,6 +9,7 @@ import msgspec
 
 from store import events
 from store.errors import Conflict, Forbidden, Invalid, NotFound
+from store.pages import Page, fetch_page, paged
 
 Role = Literal["owner", "manager", "host", "server", "kitchen"]
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
@@ -49,12 +50,13 @@ def check_grant(actor_role: str, *roles: str) -> None:
             raise Forbidden(f"a {actor_role} cannot manage {role} staff")
 
 
-LIST = """
-SELECT st.user_id, u.email, u.name, st.role, st.created_at
+LIST = paged("""
+SELECT json_build_object('user_id', st.user_id, 'email', u.email, 'name', u.name, 'role', st.role,
+                         'created_at', st.created_at) AS j,
+       json_build_array(st.user_id) AS cursor, row_number() OVER (ORDER BY st.user_id) AS n
 FROM staff st JOIN users u ON u.id = st.user_id
-WHERE st.restaurant_id = $1
-ORDER BY u.name, u.id
-"""
+WHERE st.restaurant_id = $1 AND st.user_id > $3
+ORDER BY st.user_id LIMIT $2 + 1""")
 
 GET = """
 SELECT st.user_id, u.email, u.name, st.role, st.created_at
@@ -86,8 +88,9 @@ SELECT user_id FROM staff WHERE restaurant_id = $1 AND role = 'owner' FOR UPDATE
 """
 
 
-async def list_staff(pool: asyncpg.Pool, restaurant_id: int) -> list[StaffMember]:
-    return [StaffMember(**row) for row in await pool.fetch(LIST, restaurant_id)]
+async def list_staff(pool: asyncpg.Pool, restaurant_id: int, limit: int,
+                     after: int) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST, restaurant_id, limit, after)
 
 
 async def member(pool: asyncpg.Pool, restaurant_id: int, user_id: int) -> StaffMember | None:
@@ -96,7 +99,7 @@ async def member(pool: asyncpg.Pool, restaurant_id: int, user_id: int) -> StaffM
 
 
 async def add(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, body: StaffIn,
-              password_hash: str | None) -> StaffMember:
+              password_hash: str | None) -> tuple[StaffMember, int]:
     """Put a person on staff, creating their user if the email is new."""
     check_grant(actor_role, body.role)
     email = body.email.lower()
@@ -113,7 +116,7 @@ async def add(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, body: Sta
         tx.emit(restaurant_id, "manager", "staff.added",
                 {"user_id": user["id"], "name": user["name"], "role": body.role})
     return StaffMember(user_id=user["id"], email=email, name=user["name"], role=body.role,
-                       created_at=created_at)
+                       created_at=created_at), tx.last_seq[restaurant_id]
 
 
 async def _keep_an_owner(conn: asyncpg.Connection, restaurant_id: int, user_id: int) -> None:
@@ -130,7 +133,7 @@ async def _current_role(conn: asyncpg.Connection, restaurant_id: int, user_id: i
 
 
 async def change_role(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, user_id: int,
-                      role: str) -> StaffMember:
+                      role: str) -> tuple[StaffMember, int]:
     async with events.write(pool) as tx:
         old_role = await _current_role(tx.conn, restaurant_id, user_id)
         check_grant(actor_role, old_role, role)
@@ -140,13 +143,14 @@ async def change_role(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, u
         row = await tx.conn.fetchrow(GET, restaurant_id, user_id)
         tx.emit(restaurant_id, "manager", "staff.role_changed",
                 {"user_id": user_id, "role": role, "old_role": old_role})
-    return StaffMember(**row)
+    return StaffMember(**row), tx.last_seq[restaurant_id]
 
 
-async def remove(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, user_id: int) -> None:
+async def remove(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, user_id: int) -> int:
     async with events.write(pool) as tx:
         role = await _current_role(tx.conn, restaurant_id, user_id)
         check_grant(actor_role, role)
         await _keep_an_owner(tx.conn, restaurant_id, user_id)
         await tx.conn.execute(DELETE_MEMBER, restaurant_id, user_id)
         tx.emit(restaurant_id, "manager", "staff.removed", {"user_id": user_id, "role": role})
+    return tx.last_seq[restaurant_id]

@@ -93,7 +93,7 @@ async def test_revoked_api_key_gets_401(client, rid, tokens):
     assert (await client.get(f"/api/v1/restaurants/{rid}",
                              headers=bearer(created["key"]))).status == 401
     listing = await (await client.get(f"/api/v1/restaurants/{rid}/api-keys", headers=headers)).json()
-    assert listing["api_keys"][0]["revoked_at"] is not None
+    assert listing["items"][0]["revoked_at"] is not None
     assert created["key"] not in str(listing)
 
 

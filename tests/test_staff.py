@@ -73,7 +73,7 @@ async def test_roles_change_and_staff_are_removed(client, db, rid, tokens):
     removed = await client.delete(f"/api/v1/restaurants/{rid}/staff/{host_id}", headers=headers)
     assert removed.status == 204
     listing = await client.get(f"/api/v1/restaurants/{rid}/staff", headers=headers)
-    assert host_id not in [m["user_id"] for m in (await listing.json())["staff"]]
+    assert host_id not in [m["user_id"] for m in (await listing.json())["items"]]
     names = [r["name"] for r in await db.fetch(
         "SELECT name FROM events WHERE restaurant_id = $1 ORDER BY seq DESC LIMIT 2", rid)]
     assert names == ["staff.removed", "staff.role_changed"]
