@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from server.openapi import documented
 from server.auth import SESSION_COOKIE, public, requires
 from server.errors import ApiError, unauthorized
 from server.http import decode, json_response
@@ -29,15 +30,32 @@ class UserOut(msgspec.Struct, frozen=True):
     name: str
 
 
+class RestaurantRole(msgspec.Struct, frozen=True):
+    id: int
+    slug: str
+    name: str
+    role: str
+
+
 class LoginOut(msgspec.Struct, frozen=True):
     token: str
     expires_at: datetime
     user: UserOut
-    restaurants: list[dict]
+    restaurants: list[RestaurantRole]
+
+
+class MeOut(msgspec.Struct, frozen=True):
+    kind: str
+    id: int
+    name: str
+    user_id: int | None
+    scopes: list[str]
+    restaurants: list[RestaurantRole]
 
 
 @routes.post("/api/v1/auth/login")
 @public
+@documented(body=LoginIn, returns=LoginOut)
 async def login(request: web.Request) -> web.Response:
     body = await decode(request, LoginIn)
     email = body.email.strip().lower()
@@ -63,7 +81,7 @@ async def login(request: web.Request) -> web.Response:
     response = json_response(LoginOut(
         token=token, expires_at=session["expires_at"],
         user=UserOut(id=user["id"], email=user["email"], name=user["name"]),
-        restaurants=session["restaurants"]))
+        restaurants=msgspec.convert(session["restaurants"], list[RestaurantRole])))
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
                         secure=config.cookie_secure, max_age=int(ttl.total_seconds()))
     return response
@@ -71,6 +89,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/logout")
 @requires(sessions_only=True)
+@documented(status=204)
 async def logout(request: web.Request) -> web.Response:
     await credentials.end_session(request.app[POOL], request[PRINCIPAL].id)
     response = web.Response(status=204)
@@ -80,9 +99,10 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/auth/me")
 @requires(scope="read")
+@documented(returns=MeOut)
 async def me(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     restaurants = await credentials.restaurants_of(request.app[POOL], principal.roles)
-    return json_response({"kind": principal.kind, "id": principal.id, "name": principal.name,
-                          "user_id": principal.user_id, "scopes": sorted(principal.scopes),
-                          "restaurants": restaurants})
+    return json_response(MeOut(kind=principal.kind, id=principal.id, name=principal.name,
+                               user_id=principal.user_id, scopes=sorted(principal.scopes),
+                               restaurants=msgspec.convert(restaurants, list[RestaurantRole])))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.openapi import PAGING, Page, Query, documented
 from server.auth import FRONT_OF_HOUSE, MANAGERS, requires
 from server.http import (after_id, decode, expected_version, json_response, page_limit,
                          page_response, path_id, query_choice, query_int, written)
@@ -16,6 +17,7 @@ STATUSES = ("free", "seated", "ordering", "waiting_food", "eating", "paying", "d
 
 @routes.get(BASE + "/areas")
 @requires(FRONT_OF_HOUSE, scope="read")
+@documented(returns=Page[floor.Area], query=PAGING)
 async def list_areas(request: web.Request) -> web.Response:
     page, seq = await floor.list_areas(request.app[POOL], request[RESTAURANT_ID],
                                        page_limit(request), after_id(request))
@@ -24,6 +26,7 @@ async def list_areas(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/areas")
 @requires(MANAGERS, scope="write")
+@documented(body=floor.AreaIn, returns=floor.Area, status=201)
 async def create_area(request: web.Request) -> web.Response:
     body = await decode(request, floor.AreaIn)
     return written(*await floor.create_area(request.app[POOL], request[RESTAURANT_ID], body), 201)
@@ -31,6 +34,7 @@ async def create_area(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/tables")
 @requires(FRONT_OF_HOUSE, scope="read")
+@documented(returns=Page[floor.Table], query=PAGING + (Query("area_id", int), Query("status", floor.TableStatus)))
 async def list_tables(request: web.Request) -> web.Response:
     page, seq = await floor.list_tables(
         request.app[POOL], request[RESTAURANT_ID], page_limit(request), after_id(request),
@@ -40,6 +44,7 @@ async def list_tables(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/tables")
 @requires(MANAGERS, scope="write")
+@documented(body=floor.TableIn, returns=floor.Table, status=201)
 async def create_table(request: web.Request) -> web.Response:
     body = await decode(request, floor.TableIn)
     return written(*await floor.create_table(request.app[POOL], request[RESTAURANT_ID], body), 201)
@@ -47,6 +52,7 @@ async def create_table(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/tables/{table_id}")
 @requires(FRONT_OF_HOUSE, scope="read")
+@documented(returns=floor.Table)
 async def get_table(request: web.Request) -> web.Response:
     return json_response(await floor.get_table(request.app[POOL], request[RESTAURANT_ID],
                                                path_id(request, "table_id")))
@@ -54,6 +60,7 @@ async def get_table(request: web.Request) -> web.Response:
 
 @routes.patch(BASE + "/tables/{table_id}")
 @requires(MANAGERS, scope="write")
+@documented(body=floor.TablePatch, returns=floor.Table)
 async def patch_table(request: web.Request) -> web.Response:
     body = await decode(request, floor.TablePatch)
     return written(*await floor.patch_table(request.app[POOL], request[RESTAURANT_ID],
@@ -63,6 +70,7 @@ async def patch_table(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/tables/{table_id}/status")
 @requires(FRONT_OF_HOUSE, scope="write")
+@documented(body=floor.StatusIn, returns=floor.Table)
 async def set_table_status(request: web.Request) -> web.Response:
     body = await decode(request, floor.StatusIn)
     return written(*await floor.set_status(request.app[POOL], request[RESTAURANT_ID],

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from aiohttp import web
 
+from server.openapi import documented
 from server.auth import MANAGERS, public, requires
 from server.http import json_response
 from server.keys import POOL
@@ -12,14 +14,35 @@ from server.keys import POOL
 routes = web.RouteTableDef()
 
 
+class HealthOut(msgspec.Struct, frozen=True):
+    status: str
+
+
+class PoolStats(msgspec.Struct, frozen=True):
+    size: int
+    idle: int
+    in_use: int
+    min: int
+    max: int
+
+
+class DatabaseHealth(msgspec.Struct, frozen=True):
+    status: str
+    round_trip_ms: float
+    server_version: str
+    pool: PoolStats
+
+
 @routes.get("/api/health")
 @public
+@documented(returns=HealthOut)
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(HealthOut(status="ok"))
 
 
 @routes.get("/api/health/db")
 @requires(MANAGERS)
+@documented(returns=DatabaseHealth)
 async def database_health(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     started = time.perf_counter()
@@ -28,10 +51,8 @@ async def database_health(request: web.Request) -> web.Response:
         round_trip_ms = (time.perf_counter() - started) * 1000
         version = conn.get_server_version()
     size, idle = pool.get_size(), pool.get_idle_size()
-    return json_response({
-        "status": "ok",
-        "round_trip_ms": round(round_trip_ms, 3),
-        "server_version": f"{version.major}.{version.minor}",
-        "pool": {"size": size, "idle": idle, "in_use": size - idle,
-                 "min": pool.get_min_size(), "max": pool.get_max_size()},
-    })
+    return json_response(DatabaseHealth(
+        status="ok", round_trip_ms=round(round_trip_ms, 3),
+        server_version=f"{version.major}.{version.minor}",
+        pool=PoolStats(size=size, idle=idle, in_use=size - idle, min=pool.get_min_size(),
+                       max=pool.get_max_size())))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.openapi import PAGING, Page, Query, documented
 from server.auth import KITCHEN, TICKET_READERS, requires
 from server.http import after_id, expected_version, page_limit, page_response, path_id, written
 from server.keys import POOL, RESTAURANT_ID
@@ -23,6 +24,7 @@ def _station(request: web.Request) -> str | None:
 
 @routes.get(BASE)
 @requires(TICKET_READERS, scope="read")
+@documented(returns=Page[kitchen.Ticket], query=PAGING + (Query("station", str),))
 async def list_tickets(request: web.Request) -> web.Response:
     page, seq = await kitchen.list_open(request.app[POOL], request[RESTAURANT_ID],
                                         page_limit(request), after_id(request), _station(request))
@@ -37,24 +39,28 @@ async def _step(request: web.Request, action: str) -> web.Response:
 
 @routes.post(BASE + "/{ticket_id}/start")
 @requires(KITCHEN, scope="write")
+@documented(returns=kitchen.Ticket)
 async def start_ticket(request: web.Request) -> web.Response:
     return await _step(request, "start")
 
 
 @routes.post(BASE + "/{ticket_id}/bump")
 @requires(KITCHEN, scope="write")
+@documented(returns=kitchen.Ticket)
 async def bump_ticket(request: web.Request) -> web.Response:
     return await _step(request, "bump")
 
 
 @routes.post(BASE + "/{ticket_id}/recall")
 @requires(KITCHEN, scope="write")
+@documented(returns=kitchen.Ticket)
 async def recall_ticket(request: web.Request) -> web.Response:
     return await _step(request, "recall")
 
 
 @routes.post(BASE + "/{ticket_id}/items/{item_id}/ready")
 @requires(KITCHEN, scope="write")
+@documented(returns=kitchen.Ticket)
 async def item_ready(request: web.Request) -> web.Response:
     return written(*await kitchen.item_ready(request.app[POOL], request[RESTAURANT_ID],
                                              path_id(request, "ticket_id"),

@@ -1,8 +1,11 @@
 """Orders: create with items, add items, fire courses, void and serve items, close with payment."""
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 
+from server.openapi import PAGING, Page, Query, documented
 from server.auth import SERVERS, requires
 from server.http import (after_id, decode, expected_version, json_response, page_limit,
                          page_response, path_id, query_choice, query_int, written)
@@ -15,6 +18,7 @@ BASE = "/api/v1/restaurants/{rid}/orders"
 
 @routes.get(BASE)
 @requires(SERVERS, scope="read")
+@documented(returns=Page[orders.Order], query=PAGING + (Query("status", Literal["open", "closed"]), Query("table_id", int)))
 async def list_orders(request: web.Request) -> web.Response:
     page, seq = await orders.list_orders(
         request.app[POOL], request[RESTAURANT_ID], page_limit(request), after_id(request),
@@ -24,6 +28,7 @@ async def list_orders(request: web.Request) -> web.Response:
 
 @routes.post(BASE)
 @requires(SERVERS, scope="write")
+@documented(body=orders.OrderIn, returns=orders.Order, status=201)
 async def create_order(request: web.Request) -> web.Response:
     body = await decode(request, orders.OrderIn)
     return written(*await orders.create(request.app[POOL], request[RESTAURANT_ID],
@@ -32,6 +37,7 @@ async def create_order(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/{order_id}")
 @requires(SERVERS, scope="read")
+@documented(returns=orders.Order)
 async def get_order(request: web.Request) -> web.Response:
     return json_response(await orders.get_order(request.app[POOL], request[RESTAURANT_ID],
                                                 path_id(request, "order_id")))
@@ -39,6 +45,7 @@ async def get_order(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/{order_id}/items")
 @requires(SERVERS, scope="write")
+@documented(body=orders.AddItemsIn, returns=orders.Order)
 async def add_items(request: web.Request) -> web.Response:
     body = await decode(request, orders.AddItemsIn)
     return written(*await orders.add_items(request.app[POOL], request[RESTAURANT_ID],
@@ -48,6 +55,7 @@ async def add_items(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/{order_id}/fire")
 @requires(SERVERS, scope="write")
+@documented(body=orders.FireIn, returns=orders.Order, body_required=False)
 async def fire_course(request: web.Request) -> web.Response:
     body = await decode(request, orders.FireIn) if request.body_exists else orders.FireIn()
     return written(*await orders.fire(request.app[POOL], request[RESTAURANT_ID],
@@ -57,6 +65,7 @@ async def fire_course(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/{order_id}/items/{item_id}/void")
 @requires(SERVERS, scope="write")
+@documented(body=orders.VoidIn, returns=orders.Order, body_required=False)
 async def void_item(request: web.Request) -> web.Response:
     body = await decode(request, orders.VoidIn) if request.body_exists else orders.VoidIn()
     return written(*await orders.void_item(request.app[POOL], request[RESTAURANT_ID],
@@ -66,6 +75,7 @@ async def void_item(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/{order_id}/items/{item_id}/serve")
 @requires(SERVERS, scope="write")
+@documented(returns=orders.Order)
 async def serve_item(request: web.Request) -> web.Response:
     return written(*await orders.serve_item(request.app[POOL], request[RESTAURANT_ID],
                                             path_id(request, "order_id"),
@@ -74,6 +84,7 @@ async def serve_item(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/{order_id}/close")
 @requires(SERVERS, scope="write")
+@documented(body=orders.CloseIn, returns=orders.Order)
 async def close_order(request: web.Request) -> web.Response:
     body = await decode(request, orders.CloseIn)
     return written(*await orders.close(request.app[POOL], request[RESTAURANT_ID],

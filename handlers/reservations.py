@@ -1,14 +1,18 @@
 """Reservations and the open slots of a day."""
 from __future__ import annotations
 
+from datetime import date
+
 from aiohttp import web
 
+from server.openapi import PAGING, Page, Query, documented
 from server.auth import FRONT_OF_HOUSE, HOSTS, requires
 from server.http import (decode, expected_version, json_response, page_limit, page_response,
                          path_id, query_choice, query_date, query_int, written)
 from server.keys import POOL, RESTAURANT_ID
 from store import reservations
 from store.pages import decode_cursor
+from store.waitlist import SeatIn
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/restaurants/{rid}"
@@ -17,6 +21,7 @@ STATUSES = ("booked", "confirmed", "seated", "completed", "cancelled", "no_show"
 
 @routes.get(BASE + "/reservations")
 @requires(FRONT_OF_HOUSE, scope="read")
+@documented(returns=Page[reservations.Reservation], query=PAGING + (Query("date", date, description="the restaurant's local day"), Query("status", reservations.ReservationStatus)))
 async def list_reservations(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     page, seq = await reservations.list_reservations(
@@ -28,6 +33,7 @@ async def list_reservations(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/reservations")
 @requires(HOSTS, scope="write")
+@documented(body=reservations.ReservationIn, returns=reservations.Reservation, status=201)
 async def create_reservation(request: web.Request) -> web.Response:
     body = await decode(request, reservations.ReservationIn)
     return written(*await reservations.create(request.app[POOL], request[RESTAURANT_ID], body), 201)
@@ -35,6 +41,7 @@ async def create_reservation(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/reservations/{reservation_id}")
 @requires(FRONT_OF_HOUSE, scope="read")
+@documented(returns=reservations.Reservation)
 async def get_reservation(request: web.Request) -> web.Response:
     return json_response(await reservations.get(request.app[POOL], request[RESTAURANT_ID],
                                                 path_id(request, "reservation_id")))
@@ -42,6 +49,7 @@ async def get_reservation(request: web.Request) -> web.Response:
 
 @routes.patch(BASE + "/reservations/{reservation_id}")
 @requires(HOSTS, scope="write")
+@documented(body=reservations.ReservationPatch, returns=reservations.Reservation)
 async def patch_reservation(request: web.Request) -> web.Response:
     body = await decode(request, reservations.ReservationPatch)
     return written(*await reservations.patch(request.app[POOL], request[RESTAURANT_ID],
@@ -51,6 +59,7 @@ async def patch_reservation(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/reservations/{reservation_id}/status")
 @requires(HOSTS, scope="write")
+@documented(body=reservations.ReservationStatusIn, returns=reservations.Reservation)
 async def set_reservation_status(request: web.Request) -> web.Response:
     body = await decode(request, reservations.ReservationStatusIn)
     return written(*await reservations.move(request.app[POOL], request[RESTAURANT_ID],
@@ -60,8 +69,8 @@ async def set_reservation_status(request: web.Request) -> web.Response:
 
 @routes.post(BASE + "/reservations/{reservation_id}/seat")
 @requires(HOSTS, scope="write")
+@documented(body=SeatIn, returns=reservations.Reservation, body_required=False)
 async def seat_reservation(request: web.Request) -> web.Response:
-    from store.waitlist import SeatIn
     body = await decode(request, SeatIn) if request.body_exists else SeatIn()
     return written(*await reservations.seat(request.app[POOL], request[RESTAURANT_ID],
                                             path_id(request, "reservation_id"), body.table_id,
@@ -70,6 +79,7 @@ async def seat_reservation(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/availability")
 @requires(FRONT_OF_HOUSE, scope="read")
+@documented(returns=reservations.Availability, query=(Query("date", date, required=True), Query("size", int, required=True)))
 async def availability(request: web.Request) -> web.Response:
     day = query_date(request, "date", required=True)
     size = query_int(request, "size", low=1, high=100, required=True)

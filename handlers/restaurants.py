@@ -1,8 +1,10 @@
 """The restaurant itself: settings and its event position (epoch, seq)."""
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
+from server.openapi import documented
 from server.auth import MANAGERS, requires
 from server.http import decode, expected_version, json_response, written
 from server.keys import POOL, RESTAURANT_ID, ROLE
@@ -11,17 +13,24 @@ from store import restaurants
 routes = web.RouteTableDef()
 
 
+class RestaurantOut(msgspec.Struct, frozen=True):
+    restaurant: restaurants.Restaurant
+    role: str  # the caller's role here
+
+
 @routes.get("/api/v1/restaurants/{rid}")
 @requires(scope="read")
+@documented(returns=RestaurantOut)
 async def get_restaurant(request: web.Request) -> web.Response:
     restaurant = await restaurants.get(request.app[POOL], request[RESTAURANT_ID])
-    return json_response({"restaurant": restaurant, "role": request[ROLE]})
+    return json_response(RestaurantOut(restaurant=restaurant, role=request[ROLE]))
 
 
 @routes.patch("/api/v1/restaurants/{rid}")
 @requires(MANAGERS)
+@documented(body=restaurants.RestaurantPatch, returns=RestaurantOut)
 async def patch_restaurant(request: web.Request) -> web.Response:
     body = await decode(request, restaurants.RestaurantPatch)
     restaurant, seq = await restaurants.patch(request.app[POOL], request[RESTAURANT_ID], body,
                                               expected_version(request))
-    return written({"restaurant": restaurant, "role": request[ROLE]}, seq)
+    return written(RestaurantOut(restaurant=restaurant, role=request[ROLE]), seq)

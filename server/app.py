@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import AsyncIterator
 
+import aiohttp_jinja2
+import jinja2
+import msgspec
 from aiohttp import web
 
-from handlers import (api_keys, auth, dashboard, devices, floor, health, kitchen, menu, orders,
-                      reservations, restaurants, staff, waitlist)
+from handlers import (api_keys, auth, dashboard, devices, docs, floor, health, kitchen, menu,
+                      orders, reservations, restaurants, staff, waitlist)
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
-from server.keys import CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, PASSWORDS, POOL
+from server.keys import CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL, OpenApi
 from server.idempotency import idempotent_posts
 from server.middlewares import authenticate, errors, request_id
+from server.openapi import build_spec
 from store.migrate import apply_migrations
 from store.pool import create_pool
 from store.seed import seed_demo_if_empty
@@ -21,7 +26,8 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard)
+                 reservations, orders, kitchen, dashboard, docs)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -50,6 +56,11 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,
                                         config.login_failures_before_delay)
     app.cleanup_ctx.append(database)
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),
+                         autoescape=jinja2.select_autoescape(default=True))
+    app.router.add_static("/static", ROOT / "static", name="static", append_version=True)
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
+    spec = build_spec(app)
+    app[OPENAPI] = OpenApi(spec=spec, encoded=msgspec.json.encode(spec))
     return app

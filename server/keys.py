@@ -1,14 +1,23 @@
 """Typed keys for what the app and each request carry."""
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
+import msgspec
 from aiohttp import web
 
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
 from store.credentials import Principal
 
+class OpenApi(msgspec.Struct, frozen=True):
+    spec: dict[str, Any]
+    encoded: bytes
+
+
 CONFIG = web.AppKey("config", Config)
+OPENAPI = web.AppKey("openapi", OpenApi)
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)

@@ -125,7 +125,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if request.match_info.http_exception is not None:
         return await handler(request)  # unknown route / wrong method: let it answer 404/405
     access = access_of(request.match_info.handler)
-    if access.public:
+    if access.public or isinstance(request.match_info.route.resource, web.StaticResource):
         return await handler(request)
     token, via_cookie = bearer_token(request)
     if token is None:
