@@ -15,10 +15,12 @@ from handlers import (api_keys, auth, dashboard, devices, docs, floor, health, k
                       orders, reservations, restaurants, staff, waitlist)
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
-from server.keys import CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL, OpenApi
+from server.keys import (CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL, QUERY_LOG,
+                         OpenApi)
 from server.idempotency import idempotent_posts
 from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
+from server.querylog import QueryLog, count_queries
 from store.migrate import apply_migrations
 from store.pool import create_pool
 from store.seed import seed_demo_if_empty
@@ -39,7 +41,8 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = await create_pool(
         config.database_url, min_size=config.pool_min, max_size=config.pool_max,
         statement_timeout_ms=config.statement_timeout_ms,
-        idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms)
+        idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms,
+        query_logger=app[QUERY_LOG].record)
     if config.seed_demo:
         password = config.demo_password or secrets.token_urlsafe(9)
         if await seed_demo_if_empty(app[POOL], await app[PASSWORDS].hash(password)):
@@ -49,9 +52,11 @@ async def database(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, errors, authenticate, idempotent_posts],
+    app = web.Application(middlewares=[request_id, count_queries, errors, authenticate,
+                                       idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    app[QUERY_LOG] = QueryLog(config.slow_query_ms)
     app[PASSWORDS] = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
     app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,
                                         config.login_failures_before_delay)

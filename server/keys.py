@@ -1,7 +1,7 @@
 """Typed keys for what the app and each request carry."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
@@ -11,6 +11,10 @@ from server.auth import LoginThrottle, Passwords
 from server.config import Config
 from store.credentials import Principal
 
+if TYPE_CHECKING:
+    from server.querylog import QueryLog
+
+
 class OpenApi(msgspec.Struct, frozen=True):
     spec: dict[str, Any]
     encoded: bytes
@@ -18,6 +22,7 @@ class OpenApi(msgspec.Struct, frozen=True):
 
 CONFIG = web.AppKey("config", Config)
 OPENAPI = web.AppKey("openapi", OpenApi)
+QUERY_LOG: web.AppKey[QueryLog] = web.AppKey("query_log")
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
