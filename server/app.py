@@ -17,6 +17,7 @@ from server.auth import LoginThrottle, Passwords
 from server.config import Config
 from server.keys import (CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL, QUERY_LOG,
                          OpenApi)
+from server.housekeeping import housekeeping
 from server.idempotency import idempotent_posts
 from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
@@ -61,6 +62,7 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,
                                         config.login_failures_before_delay)
     app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(housekeeping)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),
                          autoescape=jinja2.select_autoescape(default=True))
     app.router.add_static("/static", ROOT / "static", name="static", append_version=True)

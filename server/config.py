@@ -34,6 +34,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     login_failure_limit: str = "10/15 minutes"
     login_address_limit: str = "50/15 minutes"
     slow_query_ms: float = 200.0
+    housekeeping_seconds: float = 600.0
     access_log: bool = False
     log_level: str = "INFO"
 
@@ -59,6 +60,7 @@ HELP: dict[str, str] = {
     "login_failure_limit": "failed logins allowed per email before 429 (limits syntax)",
     "login_address_limit": "failed logins allowed per client address before 429",
     "slow_query_ms": "log SQL statements slower than this many milliseconds",
+    "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
     "access_log": "write an access log line per request",
     "log_level": "logging level",
 }

@@ -192,3 +192,13 @@ async def restaurants_of(pool: asyncpg.Pool, roles: dict[int, str]) -> list[dict
     rows = await pool.fetch(RESTAURANTS_BY_ID, list(roles))
     return [{"id": r["id"], "slug": r["slug"], "name": r["name"], "role": roles[r["id"]]}
             for r in rows]
+
+
+# Sessions ended (expired or revoked) more than a week ago are of no further use.
+PURGE_SESSIONS = """
+DELETE FROM sessions
+WHERE expires_at < now() - interval '7 days' OR revoked_at < now() - interval '7 days'"""
+
+
+async def purge_sessions(pool: asyncpg.Pool) -> int:
+    return int((await pool.execute(PURGE_SESSIONS)).split()[-1])

@@ -1,0 +1,38 @@
+"""Background upkeep: forget stored idempotent answers after 24 h and long-dead sessions."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from server.keys import CONFIG, POOL
+from store import credentials, idempotency
+
+log = logging.getLogger("serveline.housekeeping")
+
+
+async def tidy(app: web.Application) -> None:
+    removed_keys = await idempotency.purge(app[POOL])
+    removed_sessions = await credentials.purge_sessions(app[POOL])
+    if removed_keys or removed_sessions:
+        log.info("purged %d idempotency keys and %d old sessions", removed_keys, removed_sessions)
+
+
+async def _every(app: web.Application, seconds: float) -> None:
+    while True:
+        try:
+            await tidy(app)
+        except Exception:  # the database may be restarting; try again next round
+            log.warning("housekeeping failed; retrying in %.0f s", seconds, exc_info=True)
+        await asyncio.sleep(seconds)
+
+
+async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_every(app, app[CONFIG].housekeeping_seconds))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
