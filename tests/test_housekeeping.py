@@ -19,11 +19,12 @@ async def test_old_idempotency_keys_and_dead_sessions_are_purged_in_the_backgrou
         assert response.status == 201
     await db.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
                      "WHERE key = 'stale'")
+    sessions = await db.fetchval("SELECT count(*) FROM sessions")
     await db.execute("UPDATE sessions SET expires_at = now() - interval '8 days' "
                      "WHERE id = (SELECT min(id) FROM sessions)")
-    sessions = await db.fetchval("SELECT count(*) FROM sessions")
     for _ in range(100):
-        if await db.fetchval("SELECT count(*) FROM idempotency_keys") == 1:
+        if (await db.fetchval("SELECT count(*) FROM idempotency_keys") == 1
+                and await db.fetchval("SELECT count(*) FROM sessions") == sessions - 1):
             break
         await asyncio.sleep(0.05)
     assert [r["key"] for r in await db.fetch("SELECT key FROM idempotency_keys")] == ["fresh"]
