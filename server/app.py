@@ -12,16 +12,17 @@ import msgspec
 from aiohttp import web
 
 from handlers import (api_keys, auth, dashboard, devices, docs, floor, health, kitchen, menu,
-                      orders, reservations, restaurants, staff, waitlist)
+                      orders, reservations, restaurants, staff, waitlist, ws)
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
-from server.keys import (CONFIG, DEMO_PASSWORD, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL, QUERY_LOG,
-                         OpenApi)
+from server.keys import (CONFIG, DEMO_PASSWORD, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL,
+                         QUERY_LOG, OpenApi)
 from server.housekeeping import housekeeping
 from server.idempotency import idempotent_posts
 from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
 from server.querylog import QueryLog, count_queries
+from server.realtime.hub import Hub
 from store.migrate import apply_migrations
 from store.pool import create_pool
 from store.seed import seed_demo_if_empty
@@ -29,7 +30,7 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard, docs)
+                 reservations, orders, kitchen, dashboard, docs, ws)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +53,21 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
+async def realtime(app: web.Application) -> AsyncIterator[None]:
+    """The hub: one LISTEN connection, rooms, receipts. Started after the pool, stopped before it."""
+    config = app[CONFIG]
+    app[HUB] = Hub(app[POOL], config.database_url, config.ack_flush_seconds)
+    await app[HUB].start()
+    yield
+    await app[HUB].stop()
+
+
+async def say_goodbye(app: web.Application) -> None:
+    """On shutdown, before waiting for handlers: ask every socket to reconnect elsewhere, later."""
+    if HUB in app:
+        await app[HUB].stop()
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[request_id, count_queries, errors, authenticate,
                                        idempotent_posts],
@@ -62,7 +78,9 @@ def create_app(config: Config) -> web.Application:
     app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,
                                         config.login_failures_before_delay)
     app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(realtime)
     app.cleanup_ctx.append(housekeeping)
+    app.on_shutdown.append(say_goodbye)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),
                          autoescape=jinja2.select_autoescape(default=True))
     app.router.add_static("/static", ROOT / "static", name="static", append_version=True)

@@ -33,6 +33,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     login_failures_before_delay: int = 3
     login_failure_limit: str = "10/15 minutes"
     login_address_limit: str = "50/15 minutes"
+    ws_heartbeat_seconds: float = 10.0
+    ws_send_buffer_bytes: int = 1_048_576
+    event_retention_hours: float = 24.0
+    ack_flush_seconds: float = 2.0
     slow_query_ms: float = 200.0
     housekeeping_seconds: float = 600.0
     access_log: bool = False
@@ -59,6 +63,10 @@ HELP: dict[str, str] = {
     "login_failures_before_delay": "failed logins for one email before answers are slowed",
     "login_failure_limit": "failed logins allowed per email before 429 (limits syntax)",
     "login_address_limit": "failed logins allowed per client address before 429",
+    "ws_heartbeat_seconds": "WebSocket ping interval; a peer silent for half of it more is closed",
+    "ws_send_buffer_bytes": "outgoing bytes a socket may have queued before it is closed to resume",
+    "event_retention_hours": "how long events stay replayable (the offline queue)",
+    "ack_flush_seconds": "how often device receipts and presence are written",
     "slow_query_ms": "log SQL statements slower than this many milliseconds",
     "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
     "access_log": "write an access log line per request",

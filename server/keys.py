@@ -13,6 +13,7 @@ from store.credentials import Principal
 
 if TYPE_CHECKING:
     from server.querylog import QueryLog
+    from server.realtime.hub import Hub
 
 
 class OpenApi(msgspec.Struct, frozen=True):
@@ -23,6 +24,7 @@ class OpenApi(msgspec.Struct, frozen=True):
 CONFIG = web.AppKey("config", Config)
 OPENAPI = web.AppKey("openapi", OpenApi)
 QUERY_LOG: web.AppKey[QueryLog] = web.AppKey("query_log")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)

@@ -10,9 +10,9 @@ import asyncpg
 from aiohttp import web
 
 from server.auth import Access, Handler, access_of, bearer_token
-from server.errors import HTTP_CODES, ApiError, error_response, forbidden, not_found, unauthorized
-from server.keys import POOL, PRINCIPAL, REQUEST_ID, RESTAURANT_ID, ROLE
-from store import credentials
+from server.errors import HTTP_CODES, ApiError, error_response, forbidden, unauthorized
+from server.identity import identify, restaurant_role
+from server.keys import PRINCIPAL, REQUEST_ID, RESTAURANT_ID, ROLE
 from store.credentials import Principal
 from store.errors import StoreError
 
@@ -100,11 +100,7 @@ def _same_origin(request: web.Request) -> bool:
 def _check_access(request: web.Request, access: Access, principal: Principal) -> None:
     """Tenancy first (another restaurant's id is simply not found), then role or scope."""
     if "rid" in request.match_info:
-        raw = request.match_info["rid"]
-        restaurant_id = int(raw) if raw.isdigit() and len(raw) <= 18 else None
-        role = principal.roles.get(restaurant_id) if restaurant_id is not None else None
-        if role is None:
-            raise not_found("no such restaurant")
+        restaurant_id, role = restaurant_role(principal, request.match_info["rid"])
         request[RESTAURANT_ID] = restaurant_id
         request[ROLE] = role
         roles_held = {role}
@@ -130,11 +126,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     token, via_cookie = bearer_token(request)
     if token is None:
         raise unauthorized("sign in first: send a bearer token or the session cookie")
-    principal = await credentials.resolve(request.app[POOL], token)
-    if principal is None:
-        raise unauthorized("this token is unknown or has been revoked")
-    if principal.expired:
-        raise unauthorized("this session has expired; sign in again")
+    principal = await identify(request.app, token)
     if via_cookie and request.method in UNSAFE and not _same_origin(request):
         raise forbidden("cross-site request refused")
     request[PRINCIPAL] = principal

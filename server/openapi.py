@@ -88,7 +88,8 @@ def _operation(route: web.AbstractRoute, doc: Doc, schema_of: dict[Any, Any]) ->
             {"name": q.name, "in": "query", "required": q.required, "description": q.description,
              "schema": schema_of[q.kind]} for q in doc.query],
         "responses": {
-            str(doc.status): ({"description": "no content"} if doc.returns is None else
+            str(doc.status): ({"description": "switching protocols" if doc.status == 101
+                               else "no content"} if doc.returns is None else
                               {"description": "success",
                                "content": {"application/json": {"schema": schema_of[doc.returns]}}}),
             "4XX": {"description": "the JSON error shape",

@@ -83,3 +83,14 @@ async def revoke(pool: asyncpg.Pool, restaurant_id: int, device_id: int) -> tupl
             raise NotFound("no such device")
         tx.emit(restaurant_id, "manager", "device.revoked", {"device_id": device_id})
     return Device(**row), tx.last_seq[restaurant_id]
+
+
+# Receipts and presence of every connected device, in one statement per flush.
+RECORD_PRESENCE = """
+UPDATE devices d SET last_seen_at = now(), last_ack_seq = greatest(d.last_ack_seq, v.seq)
+FROM unnest($1::bigint[], $2::bigint[]) AS v(id, seq)
+WHERE d.id = v.id"""
+
+
+async def record_presence(pool: asyncpg.Pool, device_ids: list[int], acked: list[int]) -> None:
+    await pool.execute(RECORD_PRESENCE, device_ids, acked)

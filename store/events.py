@@ -103,3 +103,49 @@ async def write(pool: asyncpg.Pool) -> AsyncIterator[Write]:
 
 async def since(pool: asyncpg.Pool, restaurant_id: int, after_seq: int, limit: int = 1000) -> list[asyncpg.Record]:
     return await pool.fetch(LIST_SINCE, restaurant_id, after_seq, limit)
+
+
+# What a room delivers: every channel, the data left as JSON text (sent as is).
+READ_AFTER = """
+SELECT seq, channel, name, at, data::text AS data FROM events
+WHERE restaurant_id = $1 AND seq > $2
+ORDER BY seq
+LIMIT $3
+"""
+
+# What a resuming client missed, on its channels only (`$4`: every kitchen station too).
+REPLAY = """
+SELECT seq, channel, name, at, data::text AS data FROM events
+WHERE restaurant_id = $1 AND seq > $2
+  AND (channel = ANY($3::text[]) OR ($4 AND channel LIKE 'kitchen:%'))
+ORDER BY seq
+LIMIT $5
+"""
+
+# Where the restaurant's log stands: its epoch, its seq, and the oldest seq still kept.
+POSITION = """
+SELECT r.epoch, r.seq,
+       (SELECT min(seq) FROM events e WHERE e.restaurant_id = r.id) AS oldest
+FROM restaurants r WHERE r.id = $1
+"""
+
+PURGE_BEFORE = "DELETE FROM events WHERE at < now() - make_interval(hours => $1)"
+
+
+async def read_after(conn: asyncpg.Connection | asyncpg.Pool, restaurant_id: int, after_seq: int,
+                     limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(READ_AFTER, restaurant_id, after_seq, limit)
+
+
+async def replay(conn: asyncpg.Connection | asyncpg.Pool, restaurant_id: int, after_seq: int,
+                 channels: list[str], limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(REPLAY, restaurant_id, after_seq, channels, "kitchen" in channels, limit)
+
+
+async def position(pool: asyncpg.Pool, restaurant_id: int) -> asyncpg.Record:
+    return await pool.fetchrow(POSITION, restaurant_id)
+
+
+async def purge(pool: asyncpg.Pool, retention_hours: float) -> int:
+    """Forget events past the retention window (clients further behind get a reset)."""
+    return int((await pool.execute(PURGE_BEFORE, retention_hours)).split()[-1])

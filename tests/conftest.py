@@ -177,3 +177,67 @@ async def table_counts(db: asyncpg.Connection) -> dict[str, int]:
     counts["restaurants.seq"] = msgspec.json.encode(
         [tuple(r) for r in await db.fetch("SELECT id, seq FROM restaurants ORDER BY id")]).decode()
     return counts
+
+
+class Socket:
+    """A real WebSocket client that reads until the message it expects, with a timeout."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.seen: list[dict] = []
+
+    async def send(self, **message) -> None:
+        await self.ws.send_str(msgspec.json.encode(message).decode())
+
+    async def next(self, timeout: float = 5.0) -> dict:
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type.name != "TEXT":
+            raise AssertionError(f"expected a message, got {msg.type.name} {msg.data!r} {msg.extra!r}")
+        message = msgspec.json.decode(msg.data)
+        self.seen.append(message)
+        return message
+
+    async def until(self, type: str, name: str | None = None, timeout: float = 5.0) -> dict:
+        """Skip messages until one of `type` (and event `name`) arrives."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.next(timeout)
+                if message["type"] == type and (name is None or message.get("name") == name):
+                    return message
+
+    async def events(self, count: int, timeout: float = 10.0) -> list[dict]:
+        found = []
+        async with asyncio.timeout(timeout):
+            while len(found) < count:
+                message = await self.next(timeout)
+                if message["type"] == "event":
+                    found.append(message)
+        return found
+
+    async def closed(self, timeout: float = 5.0) -> int:
+        """Read until the server closes; the close code."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type.name in ("CLOSE", "CLOSED", "CLOSING", "ERROR"):
+                    return self.ws.close_code if msg.type.name != "CLOSE" else msg.data
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@pytest.fixture
+async def open_socket(client) -> AsyncIterator[Callable[..., Awaitable[Socket]]]:
+    """`await open_socket(rid, token)` connects (bearer header) and waits for the welcome."""
+    opened: list[Socket] = []
+
+    async def connect(rid: int, token: str | None, welcome: bool = True) -> Socket:
+        headers = bearer(token) if token else {}
+        sock = Socket(await client.ws_connect(f"/api/v1/restaurants/{rid}/ws", headers=headers))
+        opened.append(sock)
+        if welcome:
+            assert (await sock.next())["type"] == "welcome"
+        return sock
+    yield connect
+    for sock in opened:
+        await sock.ws.close()

@@ -183,6 +183,10 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("GET", R + "/dashboard", owner, ids=ids)
     await call("POST", R + "/orders", server, 422, ids=ids, json={"items": [{"menu_item_id": 10**9}]})
     await call("POST", "/api/v1/auth/logout", bearer(login["token"]), 204)
+    sock = await client.ws_connect(R.format(rid=rid) + "/ws", headers=owner)  # 101, then the protocol
+    assert (await sock.receive_json())["type"] == "welcome"
+    await sock.close()
+    call.seen.add(("GET", R + "/ws"))
 
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     assert documented - call.seen == set()

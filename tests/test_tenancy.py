@@ -61,6 +61,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", R + "/kitchen/tickets/{ticket_id}/recall"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/items/{item_id}/ready"): KITCHEN,
     ("GET", R + "/dashboard"): MANAGERS,
+    ("GET", R + "/ws"): ALL,
     ("GET", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("PATCH", "/api/v1/restaurants/{rid}/staff/{user_id}"): MANAGERS,
@@ -151,6 +152,8 @@ async def test_health_db_is_for_managers_of_any_restaurant(client, tokens):
 
 def key_scope(method: str, path: str) -> str | None:
     """The scope an API key needs for a route (None: keys never reach it), as docs/api.md says."""
+    if path.endswith("/ws"):
+        return "events"
     if any(part in path for part in ("/staff", "/devices", "/api-keys")) or path == R:
         return "read" if (method, path) == ("GET", R) else None
     return "read" if method == "GET" else "write"

@@ -1,0 +1,105 @@
+"""What a signed-in client may ask: subscribe (with replay or reset), ack, ping."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import asyncpg
+
+from server.realtime import messages
+from server.realtime.connection import Connection
+from server.realtime.const import (FAMILIES, FORBIDDEN_CHANNEL, NOT_SUBSCRIBED, REPLAY_BATCH,
+                                   ROLE_CHANNELS, UNKNOWN_CHANNEL, family)
+from server.realtime.hub import Hub
+from store import events, snapshot
+
+_CHANNEL = re.compile(r"^[a-z]+(:[a-z][a-z0-9_]{0,30})?$")
+
+
+@dataclass(slots=True)
+class Session:
+    conn: Connection
+    hub: Hub
+    pool: asyncpg.Pool
+
+
+def _channel_error(role: str, channels: list[str]) -> bytes | None:
+    for channel in channels:
+        if not _CHANNEL.match(channel) or family(channel) not in FAMILIES or (
+                ":" in channel and family(channel) != "kitchen"):
+            return messages.error(UNKNOWN_CHANNEL, f"there is no channel {channel!r}")
+        if family(channel) not in ROLE_CHANNELS.get(role, frozenset()):
+            return messages.error(FORBIDDEN_CHANNEL, f"a {role} may not subscribe to {channel!r}")
+    return None
+
+
+def _needs_reset(msg: messages.Subscribe, epoch: str, seq: int, oldest: int | None) -> bool:
+    """All or nothing: replay only when every event after `since` is still in the log."""
+    if msg.epoch != epoch or msg.since > seq:
+        return True
+    return msg.since < seq and (oldest is None or oldest > msg.since + 1)
+
+
+async def _replay(session: Session, channels: list[str]) -> None:
+    conn = session.conn
+    while True:
+        rows = await events.replay(session.pool, conn.restaurant_id, conn.position, channels,
+                                   REPLAY_BATCH)
+        for row in rows:
+            conn.send(messages.event(row["seq"], row["channel"], row["name"], row["at"].isoformat(),
+                                     messages.raw(row["data"])))
+            conn.position = row["seq"]
+        if len(rows) < REPLAY_BATCH:
+            return
+        await conn.drain()
+
+
+async def subscribe(session: Session, msg: messages.Subscribe) -> None:
+    conn = session.conn
+    channels = sorted(set(msg.channels))
+    problem = _channel_error(conn.role, channels)
+    if problem is not None:
+        conn.send(problem)
+        return
+    await session.hub.join(conn)
+    conn.channels = frozenset(channels)
+    conn.pending = []  # live events wait here until the replay or reset is out
+    try:
+        where = await events.position(session.pool, conn.restaurant_id)
+        epoch, seq = str(where["epoch"]), where["seq"]
+        conn.send(messages.subscribed(channels, epoch, seq))
+        if msg.since is None:
+            conn.position = seq
+        elif _needs_reset(msg, epoch, seq, where["oldest"]):
+            epoch, seq, parts = await snapshot.take(session.pool, conn.restaurant_id, channels)
+            conn.send(messages.reset(epoch, seq, parts))
+            conn.position = seq
+        else:
+            conn.position = msg.since
+            await _replay(session, channels)
+    finally:
+        conn.go_live()
+
+
+async def ack(session: Session, msg: messages.Ack) -> None:
+    if not session.conn.channels:
+        session.conn.send(messages.error(NOT_SUBSCRIBED, "subscribe before acknowledging"))
+        return
+    session.hub.acknowledge(session.conn, min(msg.seq, session.conn.position))
+
+
+async def ping(session: Session, msg: messages.Ping) -> None:
+    session.conn.send(messages.PONG)
+
+
+async def already_signed_in(session: Session, msg: messages.Auth) -> None:
+    """A second `auth` changes nothing: the connection keeps its first identity."""
+
+
+HANDLERS: dict[type, Callable[[Session, object], Awaitable[None]]] = {
+    messages.Subscribe: subscribe,
+    messages.Ack: ack,
+    messages.Ping: ping,
+    messages.Auth: already_signed_in,
+}

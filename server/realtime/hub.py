@@ -1,0 +1,206 @@
+"""Rooms per restaurant, fed by one LISTEN connection per process and the event table.
+
+A notification says "restaurant R reached seq S"; the room reads what it has
+not delivered yet (one read per process, however many sockets), encodes each
+event once and hands the same bytes to every subscribed connection. A lost
+LISTEN connection is reopened and every room catches up from the last seq it
+delivered: notifications are a wake-up call, the table is the truth.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+
+import asyncpg
+
+from server.realtime import messages
+from server.realtime.connection import Connection
+from server.realtime.const import CLOSE_RESUME, RECONNECT_JITTER_MS, REPLAY_BATCH
+from store import devices, events
+
+log = logging.getLogger("serveline.hub")
+RETRY_SECONDS = 1.0
+
+
+class Room:
+    __slots__ = ("restaurant_id", "delivered", "connections", "reading", "again")
+
+    def __init__(self, restaurant_id: int, delivered: int) -> None:
+        self.restaurant_id = restaurant_id
+        self.delivered = delivered  # every event up to here was handed to the connections
+        self.connections: set[Connection] = set()
+        self.reading = False
+        self.again = False
+
+
+class Hub:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, ack_flush_seconds: float) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.rooms: dict[int, Room] = {}
+        self.stats = {"delivered": 0, "stale_closed": 0, "slow_closed": 0, "listen_reconnects": 0}
+        self._ack_flush_seconds = ack_flush_seconds
+        self._acks: dict[int, int] = {}  # device id -> highest acknowledged seq, not yet written
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+        self._listen_lost = asyncio.Event()
+
+    # Lifetime ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._listen()
+        self._spawn(self._keep_listening())
+        self._spawn(self._flush_acks_forever())
+
+    async def stop(self) -> None:
+        """Tell every client to come back later (jittered), close them, stop listening."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for room in self.rooms.values():
+            for conn in list(room.connections):
+                conn.send(messages.reconnect(random.randint(0, RECONNECT_JITTER_MS)))
+                conn.close_soon(CLOSE_RESUME, b"server going away: resume from your last seq")
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self._flush_acks()
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+
+    def _spawn(self, coro) -> asyncio.Task:  # noqa: ANN001 - any coroutine
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # The LISTEN connection ----------------------------------------------------
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        conn.add_termination_listener(lambda _: self._listen_lost.set())
+        await conn.add_listener(events.NOTIFY_CHANNEL, self._notified)
+        self._listener = conn
+        self._listen_lost.clear()
+
+    async def _keep_listening(self) -> None:
+        while not self._stopping:
+            await self._listen_lost.wait()
+            log.warning("LISTEN connection lost; reconnecting")
+            self.stats["listen_reconnects"] += 1
+            while not self._stopping:
+                try:
+                    await self._listen()
+                    break
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await asyncio.sleep(RETRY_SECONDS)
+            for room in list(self.rooms.values()):  # catch up on whatever we slept through
+                self.wake(room)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        rid, _, seq = payload.partition(":")
+        room = self.rooms.get(int(rid))
+        if room is not None and int(seq) > room.delivered:
+            self.wake(room)
+
+    # Rooms ------------------------------------------------------------------
+
+    async def join(self, conn: Connection) -> Room:
+        room = self.rooms.get(conn.restaurant_id)
+        if room is None:
+            seq = (await events.position(self.pool, conn.restaurant_id))["seq"]
+            room = self.rooms.setdefault(conn.restaurant_id, Room(conn.restaurant_id, seq))
+        room.connections.add(conn)
+        return room
+
+    def leave(self, conn: Connection, *, stale: bool = False) -> None:
+        """Forget a connection (the handler's `finally`); count why it went."""
+        if conn.closed_slow:
+            self.stats["slow_closed"] += 1
+        if stale:
+            self.stats["stale_closed"] += 1
+        room = self.rooms.get(conn.restaurant_id)
+        if room is None:
+            return
+        room.connections.discard(conn)
+        if not room.connections and not room.reading:
+            del self.rooms[conn.restaurant_id]
+
+    def wake(self, room: Room) -> None:
+        if room.reading:
+            room.again = True
+        else:
+            room.reading = True
+            self._spawn(self._catch_up(room))
+
+    async def _catch_up(self, room: Room) -> None:
+        try:
+            await self._deliver_new(room)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("reading events for restaurant %s failed; retrying", room.restaurant_id,
+                        exc_info=True)
+            await asyncio.sleep(RETRY_SECONDS)
+            room.again = True
+        finally:
+            room.reading = False
+        if room.again and not self._stopping:
+            self.wake(room)
+        elif not room.connections and self.rooms.get(room.restaurant_id) is room:
+            del self.rooms[room.restaurant_id]
+
+    async def _deliver_new(self, room: Room) -> None:
+        """Deliver every event after `room.delivered`, in order, each encoded once."""
+        while True:
+            room.again = False
+            rows = await events.read_after(self.pool, room.restaurant_id, room.delivered, REPLAY_BATCH)
+            for row in rows:
+                data = messages.event(row["seq"], row["channel"], row["name"], row["at"].isoformat(),
+                                      messages.raw(row["data"]))
+                for conn in room.connections:
+                    conn.deliver(row["seq"], row["channel"], data)
+                room.delivered = row["seq"]
+                self.stats["delivered"] += len(room.connections)
+            if len(rows) < REPLAY_BATCH and not room.again:
+                return
+
+    # Receipts ---------------------------------------------------------------
+
+    def acknowledge(self, conn: Connection, seq: int) -> None:
+        conn.acked = max(conn.acked, seq)
+        if conn.device_id is not None:
+            self._acks[conn.device_id] = max(self._acks.get(conn.device_id, 0), seq)
+
+    def connected_devices(self) -> set[int]:
+        return {c.device_id for room in self.rooms.values() for c in room.connections
+                if c.device_id is not None}
+
+    async def _flush_acks(self) -> None:
+        """One UPDATE for every device's receipts and presence since the last flush."""
+        seen = self.connected_devices() | set(self._acks)
+        if not seen:
+            return
+        acks, self._acks = self._acks, {}
+        ids = sorted(seen)
+        try:
+            await devices.record_presence(self.pool, ids, [acks.get(i, 0) for i in ids])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            for device_id, seq in acks.items():  # keep them for the next round
+                self._acks[device_id] = max(self._acks.get(device_id, 0), seq)
+            raise
+
+    async def _flush_acks_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ack_flush_seconds)
+            started = time.monotonic()
+            try:
+                await self._flush_acks()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("writing device receipts failed; retrying", exc_info=True)
+            log.debug("receipts flushed in %.1f ms", (time.monotonic() - started) * 1000)
