@@ -6,7 +6,8 @@ from aiohttp import web
 
 from server.openapi import PAGING, Page, documented
 from server.auth import MANAGERS, requires
-from server.http import after_id, decode, page_limit, page_response, path_id, written
+from server.http import (after_id, decode, expected_version, page_limit, page_response, path_id,
+                         written)
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from store import devices
 
@@ -42,4 +43,16 @@ async def register_device(request: web.Request) -> web.Response:
 async def revoke_device(request: web.Request) -> web.Response:
     device, seq = await devices.revoke(request.app[POOL], request[RESTAURANT_ID],
                                   path_id(request, "device_id"))
+    return written(DeviceOut(device=device), seq)
+
+
+@routes.patch("/api/v1/restaurants/{rid}/devices/{device_id}")
+@requires(MANAGERS)
+@documented(body=devices.DevicePatch, returns=DeviceOut)
+async def patch_device(request: web.Request) -> web.Response:
+    """Rename a device, or mark it expected during service."""
+    body = await decode(request, devices.DevicePatch)
+    device, seq = await devices.patch(request.app[POOL], request[RESTAURANT_ID],
+                                      path_id(request, "device_id"), body,
+                                      expected_version(request))
     return written(DeviceOut(device=device), seq)

@@ -23,6 +23,7 @@ from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
 from server.querylog import QueryLog, count_queries
 from server.realtime.hub import Hub
+from server.realtime.presence import presence
 from store.migrate import apply_migrations
 from store.pool import create_pool
 from store.seed import seed_demo_if_empty
@@ -80,6 +81,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(realtime)
     app.cleanup_ctx.append(housekeeping)
+    app.cleanup_ctx.append(presence)
     app.on_shutdown.append(say_goodbye)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),
                          autoescape=jinja2.select_autoescape(default=True))

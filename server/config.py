@@ -37,6 +37,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ws_send_buffer_bytes: int = 1_048_576
     event_retention_hours: float = 24.0
     ack_flush_seconds: float = 2.0
+    presence_check_seconds: float = 10.0
     slow_query_ms: float = 200.0
     housekeeping_seconds: float = 600.0
     access_log: bool = False
@@ -67,6 +68,7 @@ HELP: dict[str, str] = {
     "ws_send_buffer_bytes": "outgoing bytes a socket may have queued before it is closed to resume",
     "event_retention_hours": "how long events stay replayable (the offline queue)",
     "ack_flush_seconds": "how often device receipts and presence are written",
+    "presence_check_seconds": "how often expected devices are checked for being dark or behind",
     "slow_query_ms": "log SQL statements slower than this many milliseconds",
     "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
     "access_log": "write an access log line per request",

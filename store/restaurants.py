@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     slot_minutes: Annotated[int, msgspec.Meta(ge=5, le=120)] = 15
     ticket_amber_minutes: Annotated[int, msgspec.Meta(ge=1, le=240)] = 8
     ticket_red_minutes: Annotated[int, msgspec.Meta(ge=1, le=240)] = 15
+    device_lag_alert: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 50  # events unacknowledged
 
     def duration_for(self, size: int) -> int:
         for rule in sorted(self.reservation_durations, key=lambda r: r.max_size):

@@ -97,6 +97,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
                         json={"name": "Grill", "kind": "screen", "role": "kitchen"})
     ids["device_id"] = device["device"]["id"]
     await call("GET", R + "/devices", owner, ids=ids)
+    await call("PATCH", R + "/devices/{device_id}", owner, ids=ids, json={"expected": True})
     await call("DELETE", R + "/devices/{device_id}", owner, ids=ids)
     key = await call("POST", R + "/api-keys", owner, 201, ids=ids, json={"name": "Books", "scopes": ["read"]})
     ids["key_id"] = key["api_key"]["id"]

@@ -69,14 +69,17 @@ async def subscribe(session: Session, msg: messages.Subscribe) -> None:
         where = await events.position(session.pool, conn.restaurant_id)
         epoch, seq = str(where["epoch"]), where["seq"]
         conn.send(messages.subscribed(channels, epoch, seq))
+        replay = msg.since is not None and not _needs_reset(msg, epoch, seq, where["oldest"])
         if msg.since is None:
             conn.position = seq
-        elif _needs_reset(msg, epoch, seq, where["oldest"]):
+        elif not replay:
             epoch, seq, parts = await snapshot.take(session.pool, conn.restaurant_id, channels)
             conn.send(messages.reset(epoch, seq, parts))
             conn.position = seq
         else:
             conn.position = msg.since
+        conn.acked = conn.position  # what the client holds now; receipts move it on
+        if replay:
             await _replay(session, channels)
     finally:
         conn.go_live()

@@ -177,19 +177,29 @@ class Hub:
         if conn.device_id is not None:
             self._acks[conn.device_id] = max(self._acks.get(conn.device_id, 0), seq)
 
-    def connected_devices(self) -> set[int]:
-        return {c.device_id for room in self.rooms.values() for c in room.connections
-                if c.device_id is not None}
+    def _caught_up_to(self) -> dict[int, int]:
+        """Each connected device's position: a device that has acknowledged all it was sent
+        has seen everything its room delivered (events of other channels included)."""
+        positions = {}
+        for room in self.rooms.values():
+            for conn in room.connections:
+                if conn.device_id is None or not conn.channels or conn.pending is not None:
+                    continue
+                seq = room.delivered if conn.acked >= conn.position else conn.acked
+                positions[conn.device_id] = max(positions.get(conn.device_id, 0), seq)
+        return positions
 
     async def _flush_acks(self) -> None:
         """One UPDATE for every device's receipts and presence since the last flush."""
-        seen = self.connected_devices() | set(self._acks)
-        if not seen:
-            return
         acks, self._acks = self._acks, {}
-        ids = sorted(seen)
+        positions = self._caught_up_to()
+        for device_id, seq in acks.items():
+            positions[device_id] = max(positions.get(device_id, 0), seq)
+        if not positions:
+            return
+        ids = sorted(positions)
         try:
-            await devices.record_presence(self.pool, ids, [acks.get(i, 0) for i in ids])
+            await devices.record_presence(self.pool, ids, [positions[i] for i in ids])
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             for device_id, seq in acks.items():  # keep them for the next round
                 self._acks[device_id] = max(self._acks.get(device_id, 0), seq)
