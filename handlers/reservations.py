@@ -1,7 +1,7 @@
 """Reservations and the open slots of a day."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from aiohttp import web
 
@@ -11,7 +11,7 @@ from server.http import (decode, expected_version, json_response, page_limit, pa
                          path_id, query_choice, query_date, query_int, written)
 from server.keys import POOL, RESTAURANT_ID
 from store import reservations
-from store.pages import decode_cursor
+from store.pages import Key, decode_cursor
 from store.waitlist import SeatIn
 
 routes = web.RouteTableDef()
@@ -26,7 +26,7 @@ async def list_reservations(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     page, seq = await reservations.list_reservations(
         request.app[POOL], request[RESTAURANT_ID], page_limit(request),
-        decode_cursor(cursor, tuple[str, int]) if cursor else None,
+        decode_cursor(cursor, tuple[datetime, Key]) if cursor else None,
         query_date(request, "date"), query_choice(request, "status", STATUSES))
     return page_response(page, seq)
 

@@ -120,7 +120,7 @@ def page_limit(request: web.Request) -> int:
 def after_id(request: web.Request) -> int:
     """The id a keyset page starts after (0: the first page)."""
     cursor = request.query.get("cursor")
-    return pages.decode_cursor(cursor, tuple[int])[0] if cursor else 0
+    return pages.decode_cursor(cursor, tuple[pages.Key])[0] if cursor else 0
 
 
 def page_response(page: pages.Page, seq: int) -> web.Response:

@@ -14,11 +14,13 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Minor = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Delta = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 Station = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,30}$")]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint key: larger is a 422, not a 500
+Sort = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]  # an integer column
 
 
 class CategoryIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    sort: int = 0
+    sort: Sort = 0
 
 
 class ModifierIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -27,23 +29,23 @@ class ModifierIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class ItemIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    category_id: int
+    category_id: Id
     name: Name
     price_minor: Minor
     station: Station
     description: Annotated[str, msgspec.Meta(max_length=1000)] = ""
     available: bool = True
-    sort: int = 0
+    sort: Sort = 0
     modifiers: Annotated[list[ModifierIn], msgspec.Meta(max_length=50)] = []
 
 
 class ItemPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    category_id: int | UnsetType = UNSET
+    category_id: Id | UnsetType = UNSET
     name: Name | UnsetType = UNSET
     price_minor: Minor | UnsetType = UNSET
     station: Station | UnsetType = UNSET
     description: Annotated[str, msgspec.Meta(max_length=1000)] | UnsetType = UNSET
-    sort: int | UnsetType = UNSET
+    sort: Sort | UnsetType = UNSET
 
 
 class AvailabilityIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -18,13 +18,14 @@ from store.pages import Page, fetch_page, paged
 Qty = Annotated[int, msgspec.Meta(ge=1, le=99)]
 Course = Annotated[int, msgspec.Meta(ge=1, le=9)]
 Note = Annotated[str, msgspec.Meta(max_length=300)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint key: larger is a 422, not a 500
 ItemStatus = Literal["new", "fired", "cooking", "ready", "served", "void"]
 
 
 class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    menu_item_id: int
+    menu_item_id: Id
     qty: Qty = 1
-    modifiers: Annotated[list[int], msgspec.Meta(max_length=20)] = []  # menu modifier ids
+    modifiers: Annotated[list[Id], msgspec.Meta(max_length=20)] = []  # menu modifier ids
     note: Note = ""
     course: Course = 1
 
@@ -34,8 +35,8 @@ Lines = Annotated[list[OrderItemIn], msgspec.Meta(min_length=1, max_length=100)]
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     items: Lines
-    table_id: int | None = None
-    party_id: int | None = None
+    table_id: Id | None = None
+    party_id: Id | None = None
     guests: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
     note: Note = ""
     hold: bool = False  # True: send nothing to the kitchen until a course is fired

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -44,12 +44,15 @@ def encode_cursor(raw_json: str) -> str:
     return base64.urlsafe_b64encode(raw_json.encode()).decode().rstrip("=")
 
 
+Key = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a cursor's id fits a bigint
+
+
 def decode_cursor(cursor: str, kind: Any) -> Any:
-    """The sort key a cursor stands for, typed as `kind` (e.g. `tuple[int]`)."""
+    """The sort key a cursor stands for, typed as `kind` (e.g. `tuple[Key]`)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return msgspec.json.decode(raw, type=kind)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
+    except (binascii.Error, ValueError, msgspec.MsgspecError):
         raise BadCursor("this cursor is not one we gave out; start again without it") from None
 
 

@@ -96,6 +96,10 @@ GET = f"SELECT {RESERVATION_JSON}::text FROM reservations x WHERE x.restaurant_i
 
 TABLE_SEATS = "SELECT seats FROM dining_tables WHERE restaurant_id = $1 AND id = $2"
 
+# Writes that book one table take turns on its row: overlapping inserts racing
+# inside the exclusion constraint would otherwise wait on each other and deadlock.
+LOCK_TABLE = "SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND id = $2 FOR NO KEY UPDATE"
+
 INSERT = """
 INSERT INTO reservations (restaurant_id, name, phone, note, size, starts_at, ends_at, table_id)
 VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $6::timestamptz + make_interval(mins => $7), $8)
@@ -160,13 +164,13 @@ def day_window(day: date, zone: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def list_reservations(pool: asyncpg.Pool, rid: int, limit: int, after: tuple[str, int] | None,
+async def list_reservations(pool: asyncpg.Pool, rid: int, limit: int, after: tuple[datetime, int] | None,
                             day: date | None, status: str | None) -> tuple[Page, int]:
     if day is None:
         start, end = FAR_PAST, FAR_FUTURE
     else:
         start, end = day_window(day, (await restaurants.settings_of(pool, rid))[1])
-    after_at, after_id = (datetime.fromisoformat(after[0]), after[1]) if after else (FAR_PAST, 0)
+    after_at, after_id = after if after else (FAR_PAST, 0)
     return await fetch_page(pool, LIST, rid, limit, after_at, after_id, start, end, status)
 
 
@@ -202,6 +206,8 @@ def _check_future(starts_at: datetime) -> None:
 async def _save(tx: events.Write, rid: int, sql: str, args: list[Any], table_id: int | None,
                 starts_at: datetime, minutes: int, reservation_id: int | None) -> Any:
     """Run an insert/update; a double booking becomes 409 naming the reservation in the way."""
+    if table_id is not None:
+        await tx.conn.execute(LOCK_TABLE, rid, table_id)
     try:
         async with tx.conn.transaction():  # a savepoint, so the conflict can be looked up after
             return await tx.conn.fetchval(sql, *args)

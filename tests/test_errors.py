@@ -120,3 +120,14 @@ async def test_unexpected_failure_is_a_logged_500_with_the_request_id_and_no_tra
     assert "Traceback" not in text and "api_keys" not in text and "asyncpg" not in text
     logged = [r for r in caplog.records if r.levelname == "ERROR" and request_id in r.getMessage()]
     assert logged and logged[0].exc_info is not None
+
+
+async def test_cursors_we_did_not_give_out_are_400(client, rid, manager):
+    import base64
+    for raw in (b"[99999999999999999999]", b"[-1]", b'["x"]', b"{}", b"\xff"):
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        for path in ("/orders", "/tables", "/reservations"):
+            response = await client.get(f"/api/v1/restaurants/{rid}{path}?cursor={cursor}",
+                                        headers=manager)
+            assert response.status == 400, (raw, path, await response.text())
+            assert (await error_of(response))["code"] == "invalid_cursor"
