@@ -50,9 +50,10 @@ async def _replay(session: Session, channels: list[str]) -> None:
             conn.send(messages.event(row["seq"], row["channel"], row["name"], row["at"].isoformat(),
                                      messages.raw(row["data"])))
             conn.position = row["seq"]
+            if conn.backlogged:
+                await conn.drain()  # pace a long replay by what the client takes
         if len(rows) < REPLAY_BATCH:
             return
-        await conn.drain()
 
 
 async def subscribe(session: Session, msg: messages.Subscribe) -> None:

@@ -78,6 +78,10 @@ class Connection:
                 self.position = seq
                 self.send(data)
 
+    @property
+    def backlogged(self) -> bool:
+        return self._queued > self._limit // 2
+
     async def drain(self) -> None:
         """Wait until the buffer is at most half full (a long replay paces itself by this)."""
         while self._queued > self._limit // 2 and self._closing is None:
@@ -121,9 +125,22 @@ class Connection:
         code, reason = self._closing or (CLOSE_RESUME, b"")
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_GRACE_SECONDS)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except (asyncio.TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            # A peer that reads nothing never lets the close frame (or anything) through:
+            # closing the transport politely would wait on it forever.
+            if self.closed_slow and self.transport is not None:
+                self.transport.abort()
+
+    async def kick(self, grace: float) -> None:
+        """Shutdown: give the writer `grace` seconds to say goodbye, then cut the peer off."""
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._writer), grace)
+        if not self._writer.done():
+            self._writer.cancel()
             if self.transport is not None:
-                self.transport.abort()  # a peer that reads nothing cannot be closed politely
+                self.transport.abort()
 
     async def stop(self) -> None:
         """The handler is done with this socket: end the writer (and a pending close)."""

@@ -23,6 +23,8 @@ from store import devices, events
 
 log = logging.getLogger("serveline.hub")
 RETRY_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 2.0  # for goodbyes; a peer that reads nothing is then cut off
+LISTEN_NAME = "serveline-listen"  # visible in pg_stat_activity
 
 
 class Room:
@@ -61,10 +63,11 @@ class Hub:
         if self._stopping:
             return
         self._stopping = True
-        for room in self.rooms.values():
-            for conn in list(room.connections):
-                conn.send(messages.reconnect(random.randint(0, RECONNECT_JITTER_MS)))
-                conn.close_soon(CLOSE_RESUME, b"server going away: resume from your last seq")
+        everyone = [conn for room in self.rooms.values() for conn in room.connections]
+        for conn in everyone:
+            conn.send(messages.reconnect(random.randint(0, RECONNECT_JITTER_MS)))
+            conn.close_soon(CLOSE_RESUME, b"server going away: resume from your last seq")
+        await asyncio.gather(*(conn.kick(SHUTDOWN_GRACE_SECONDS) for conn in everyone))
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -84,7 +87,7 @@ class Hub:
     # The LISTEN connection ----------------------------------------------------
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await asyncpg.connect(self.dsn, server_settings={"application_name": LISTEN_NAME})
         conn.add_termination_listener(lambda _: self._listen_lost.set())
         await conn.add_listener(events.NOTIFY_CHANNEL, self._notified)
         self._listener = conn
@@ -167,6 +170,8 @@ class Hub:
                     conn.deliver(row["seq"], row["channel"], data)
                 room.delivered = row["seq"]
                 self.stats["delivered"] += len(room.connections)
+                if len(rows) > 1:
+                    await asyncio.sleep(0)  # let the writers run between events of a burst
             if len(rows) < REPLAY_BATCH and not room.again:
                 return
 
