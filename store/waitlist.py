@@ -9,7 +9,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from store import events, floor
-from store.errors import Conflict, NotFound, Stale
+from store.errors import Conflict, Invalid, NotFound, Stale
 from store.pages import Page, fetch_page, paged
 
 PartyStatus = Literal["waiting", "notified", "seated", "left", "no_show"]
@@ -111,6 +111,8 @@ FROM waitlist_transitions tr
 WHERE w.restaurant_id = $1 AND w.id = $2 AND tr.from_status = w.status AND tr.to_status = $3
   AND ($4::int IS NULL OR w.version = $4)
 RETURNING w.size"""
+
+TABLE_HERE = "SELECT EXISTS (SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND id = $2)"
 
 STATE = """
 SELECT w.status, w.version, w.size,
@@ -218,6 +220,8 @@ async def seat(pool: asyncpg.Pool, rid: int, party_id: int, table_id: int | None
             raise NotFound("no such party")
         if table_id is None:
             table_id = await floor.pick_free_table(tx.conn, rid, state["size"])
+        elif not await tx.conn.fetchval(TABLE_HERE, rid, table_id):
+            raise Invalid("no such table", [{"path": "$.table_id", "message": "not in this restaurant"}])
         if await tx.conn.fetchval(MOVE, rid, party_id, "seated", expected, table_id) is None:
             await _refuse(tx.conn, rid, party_id, expected, "seated")
         await floor.move_table(tx, rid, table_id, "seated", state["size"])
