@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
 from contextlib import nullcontext
 
 import msgspec
 import uvloop
 from aiohttp import web
 
-from server.app import create_app
+from server.app import create_app, prepare_database
 from server.config import Config, data_path, load
 from server.keys import DEMO_PASSWORD
 from store.embedded import DataDirInUse, embedded_postgres
@@ -20,28 +25,71 @@ from store.seed import ROLES
 log = logging.getLogger("serveline")
 
 
-def banner(app: web.Application, config: Config) -> str:
+def banner(config: Config, demo_password: str | None) -> str:
     url = f"http://{config.host}:{config.port}"
-    if DEMO_PASSWORD in app:
-        password = f"{app[DEMO_PASSWORD]}   (shown only now: note it down)"
+    if demo_password:
+        password = f"{demo_password}   (shown only now: note it down)"
     elif config.demo_password:
         password = "from SERVELINE_DEMO_PASSWORD"
     else:
         password = "as printed when the demo was first seeded"
     logins = "\n".join(f"    {role}@demo.test" for role in ROLES)
-    return (f"Serveline is running on {url}\n"
-            f"  API:    {url}/api/v1   health: {url}/api/health\n"
+    workers = f" ({config.workers} worker processes)" if config.workers > 1 else ""
+    return (f"Serveline is running on {url}{workers}\n"
+            f"  API:    {url}/api/v1   health: {url}/api/health   reference: {url}/api/v1/docs\n"
             f"  Demo restaurant logins:\n{logins}\n"
             f"  Demo password: {password}\n"
             f"Press Ctrl-C to stop.")
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, quiet: bool = False) -> None:
+    """One server process (a worker of several when `reuse_port` is set)."""
     app = create_app(config)
-    web.run_app(app, host=config.host, port=config.port,
+    web.run_app(app, host=config.host, port=config.port, reuse_port=config.reuse_port or None,
                 access_log=log if config.access_log else None,
-                loop=uvloop.new_event_loop(), shutdown_timeout=5,
-                print=lambda _: print(banner(app, config), flush=True))
+                loop=uvloop.new_event_loop(), shutdown_timeout=10,
+                print=None if quiet else
+                lambda _: print(banner(config, app.get(DEMO_PASSWORD)), flush=True))
+
+
+def _wait_healthy(config: Config, workers: list[subprocess.Popen], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(w.poll() is not None for w in workers):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://{config.host}:{config.port}/api/health", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def supervise(config: Config, argv: list[str]) -> int:
+    """Prepare the database once, then run `workers` processes on one port until told to stop."""
+    demo_password = asyncio.run(prepare_database(config))
+    command = [sys.executable, __file__, *argv, "--worker", "--workers", "1", "--reuse-port", "true",
+               "--seed-demo", "false"]
+    env = {**os.environ, "DATABASE_URL": config.database_url or ""}  # not on the command line
+    workers = [subprocess.Popen(command, env=env) for _ in range(config.workers)]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if _wait_healthy(config, workers):
+        print(banner(config, demo_password), flush=True)
+    while not stopping and all(w.poll() is None for w in workers):
+        time.sleep(0.2)
+    crashed = not stopping  # a worker died on its own: stop the others and say so
+    stop()
+    codes = [w.wait() for w in workers]
+    return 1 if crashed or any(code not in (0, -signal.SIGTERM) for code in codes) else 0
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +105,9 @@ def main(argv: list[str]) -> int:
                 applied = asyncio.run(apply_migrations(dsn))
                 print(f"applied migrations: {applied or 'none (up to date)'}")
                 return 0
-            serve(config)
+            if config.workers > 1:
+                return supervise(config, argv)
+            serve(config, quiet=args.worker)
     except DataDirInUse as error:
         print(f"serveline: {error}. Stop that one first, or pass --data-dir.", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp_jinja2
+import asyncpg
 import jinja2
 import msgspec
 from aiohttp import web
@@ -35,6 +36,30 @@ ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, men
 ROOT = Path(__file__).resolve().parent.parent
 
 
+async def seed_demo(pool: asyncpg.Pool, passwords: Passwords, config: Config) -> str | None:
+    """Seed the demo restaurant on an empty database; its password if this call seeded it."""
+    password = config.demo_password or secrets.token_urlsafe(9)
+    if await seed_demo_if_empty(pool, await passwords.hash(password)):
+        return password
+    return None
+
+
+async def prepare_database(config: Config) -> str | None:
+    """Migrate and seed before starting workers; the demo password if one was just made."""
+    assert config.database_url is not None
+    await apply_migrations(config.database_url)
+    if not config.seed_demo:
+        return None
+    pool = await create_pool(config.database_url, min_size=1, max_size=2,  # seeding holds a lock on one
+                             statement_timeout_ms=config.statement_timeout_ms,
+                             idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms)
+    try:
+        return await seed_demo(pool, Passwords(config.argon2_time_cost, config.argon2_memory_kib),
+                               config)
+    finally:
+        await pool.close()
+
+
 async def database(app: web.Application) -> AsyncIterator[None]:
     """Migrate, open the pool, seed the demo on an empty database; close the pool on the way out."""
     config = app[CONFIG]
@@ -47,8 +72,8 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms,
         query_logger=app[QUERY_LOG].record)
     if config.seed_demo:
-        password = config.demo_password or secrets.token_urlsafe(9)
-        if await seed_demo_if_empty(app[POOL], await app[PASSWORDS].hash(password)):
+        password = await seed_demo(app[POOL], app[PASSWORDS], config)
+        if password is not None:
             app[DEMO_PASSWORD] = password
     yield
     await app[POOL].close()

@@ -17,6 +17,8 @@ ENV_PREFIX = "SERVELINE_"
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
+    reuse_port: bool = False
     data_dir: str = "var"
     database_url: str | None = None
     pool_min: int = 2
@@ -48,6 +50,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 HELP: dict[str, str] = {
     "host": "address to listen on",
     "port": "port to listen on",
+    "workers": "server processes sharing the port (SO_REUSEPORT); events reach every one",
+    "reuse_port": "listen with SO_REUSEPORT (set for each worker when --workers > 1)",
     "data_dir": "folder for the embedded PostgreSQL data and the instance lock",
     "database_url": "PostgreSQL URL; without it an embedded PostgreSQL runs under the data dir",
     "pool_min": "smallest number of PostgreSQL connections kept open",
@@ -132,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, dest=field, default=None, help=text)
     parser.add_argument("--migrate-only", action="store_true",
                         help="apply database migrations and exit")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 

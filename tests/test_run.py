@@ -170,3 +170,48 @@ def test_a_bad_setting_is_a_clear_error_not_a_traceback():
                             capture_output=True, text=True, timeout=30, env=environment())
     assert result.returncode != 0
     assert "port" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_workers_share_one_port_and_every_worker_delivers_events(tmp_path):
+    data_dir = tmp_path / "var"
+    port = free_port()
+    log = tmp_path / "workers.log"
+    proc = subprocess.Popen([sys.executable, "run.py", "--data-dir", str(data_dir), "--port", str(port),
+                             "--workers", "2"], cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env=environment(SERVELINE_DEMO_PASSWORD="two-workers-pw"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while "Serveline is running" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.1)
+        assert "2 worker processes" in log.read_text()
+        conn = await asyncpg.connect(f"postgresql://postgres@/serveline?host={data_dir / 'pg'}")
+        try:
+            listeners = await conn.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                            "WHERE application_name = 'serveline-listen'")
+            assert listeners == 2  # one LISTEN connection per worker
+        finally:
+            await conn.close()
+        async with aiohttp.ClientSession() as http:
+            login = await (await http.post(url + "/api/v1/auth/login", json={
+                "email": "manager@demo.test", "password": "two-workers-pw"})).json()
+            headers = {"Authorization": f"Bearer {login['token']}"}
+            rid = login["restaurants"][0]["id"]
+            sockets = []
+            for _ in range(12):  # the kernel spreads these over both workers
+                ws = await http.ws_connect(f"{url}/api/v1/restaurants/{rid}/ws", headers=headers)
+                assert (await ws.receive_json())["type"] == "welcome"
+                await ws.send_json({"type": "subscribe", "channels": ["floor"]})
+                assert (await ws.receive_json())["type"] == "subscribed"
+                sockets.append(ws)
+            party = await (await http.post(f"{url}/api/v1/restaurants/{rid}/waitlist", headers=headers,
+                                           json={"name": "Everyone", "size": 2})).json()
+            for ws in sockets:
+                event = await ws.receive_json(timeout=10)
+                assert event["name"] == "waitlist.added" and event["data"]["party"]["id"] == party["id"]
+                await ws.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    assert postgres_processes(data_dir) == []
