@@ -1,4 +1,4 @@
-"""Background upkeep: forget stored idempotent answers after 24 h and long-dead sessions."""
+"""Background upkeep: forget idempotent answers after 24 h, long-dead sessions, events past retention."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from server.keys import CONFIG, POOL
-from store import credentials, idempotency
+from store import credentials, events, idempotency
 
 log = logging.getLogger("serveline.housekeeping")
 
@@ -17,8 +17,10 @@ log = logging.getLogger("serveline.housekeeping")
 async def tidy(app: web.Application) -> None:
     removed_keys = await idempotency.purge(app[POOL])
     removed_sessions = await credentials.purge_sessions(app[POOL])
-    if removed_keys or removed_sessions:
-        log.info("purged %d idempotency keys and %d old sessions", removed_keys, removed_sessions)
+    removed_events = await events.purge(app[POOL], app[CONFIG].event_retention_hours)
+    if removed_keys or removed_sessions or removed_events:
+        log.info("purged %d idempotency keys, %d old sessions, %d events past retention",
+                 removed_keys, removed_sessions, removed_events)
 
 
 async def _every(app: web.Application, seconds: float) -> None:
