@@ -154,6 +154,8 @@ WHERE restaurant_id = $1 AND status = 'free' AND seats >= $2
 ORDER BY seats, id LIMIT 1
 FOR UPDATE SKIP LOCKED"""
 
+TABLE_SEATS = "SELECT seats FROM dining_tables WHERE restaurant_id = $1 AND id = $2"
+
 WHY_NOT = """
 SELECT t.status, t.version,
        array(SELECT to_status FROM table_transitions WHERE from_status = t.status ORDER BY 1) AS allowed
@@ -265,3 +267,15 @@ async def pick_free_table(conn: asyncpg.Connection, rid: int, size: int) -> int:
     if table_id is None:
         raise Conflict(f"no free table seats {size} right now")
     return table_id
+
+
+async def check_fits(conn: asyncpg.Connection, rid: int, table_id: int | None, size: int) -> None:
+    """A table named in a body must be this restaurant's and seat the party (422 otherwise)."""
+    if table_id is None:
+        return
+    seats = await conn.fetchval(TABLE_SEATS, rid, table_id)
+    if seats is None:
+        raise Invalid("no such table", [{"path": "$.table_id", "message": "not in this restaurant"}])
+    if seats < size:
+        raise Invalid(f"that table seats {seats}, the party is {size}",
+                      [{"path": "$.table_id", "message": f"seats {seats}"}])

@@ -239,6 +239,9 @@ async def _price_lines(conn: asyncpg.Connection, rid: int, lines: list[OrderItem
         if not row["available"]:
             raise Conflict(f"{row['name']} is 86'd (not available)",
                            [{"path": f"$.items[{n}].menu_item_id", "menu_item_id": row["id"]}])
+        if len(set(line.modifiers)) != len(line.modifiers):
+            raise Invalid("a modifier is listed twice", [{"path": f"$.items[{n}].modifiers",
+                                                         "message": "each modifier once"}])
         modifiers = []
         for m, modifier_id in enumerate(line.modifiers):
             modifier = row["modifiers"].get(str(modifier_id))
@@ -246,6 +249,9 @@ async def _price_lines(conn: asyncpg.Connection, rid: int, lines: list[OrderItem
                 raise Invalid(f"{row['name']} has no such modifier",
                               [{"path": f"$.items[{n}].modifiers[{m}]", "message": "no such modifier"}])
             modifiers.append(modifier)
+        if row["price_minor"] + sum(m["price_delta_minor"] for m in modifiers) < 0:
+            raise Invalid("modifiers would price this line below zero",
+                          [{"path": f"$.items[{n}].modifiers", "message": "price below zero"}])
         priced.append({"menu_item_id": row["id"], "name": row["name"], "station": row["station"],
                        "qty": line.qty, "unit_price_minor": row["price_minor"],
                        "modifiers": modifiers, "note": line.note, "course": line.course})

@@ -94,8 +94,6 @@ ORDER BY x.starts_at, x.id LIMIT $2 + 1""")
 
 GET = f"SELECT {RESERVATION_JSON}::text FROM reservations x WHERE x.restaurant_id = $1 AND x.id = $2"
 
-TABLE_SEATS = "SELECT seats FROM dining_tables WHERE restaurant_id = $1 AND id = $2"
-
 # Writes that book one table take turns on its row: overlapping inserts racing
 # inside the exclusion constraint would otherwise wait on each other and deadlock.
 LOCK_TABLE = "SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND id = $2 FOR NO KEY UPDATE"
@@ -186,17 +184,6 @@ async def get(pool: asyncpg.Pool, rid: int, reservation_id: int) -> msgspec.Raw:
         return await reservation_json(conn, rid, reservation_id)
 
 
-async def _check_table(conn: asyncpg.Connection, rid: int, table_id: int | None, size: int) -> None:
-    if table_id is None:
-        return
-    seats = await conn.fetchval(TABLE_SEATS, rid, table_id)
-    if seats is None:
-        raise Invalid("no such table", [{"path": "$.table_id", "message": "not in this restaurant"}])
-    if seats < size:
-        raise Invalid(f"that table seats {seats}, the party is {size}",
-                      [{"path": "$.table_id", "message": f"seats {seats}"}])
-
-
 def _check_future(starts_at: datetime) -> None:
     if starts_at < datetime.now(timezone.utc) - PAST_GRACE:
         raise Invalid("a reservation cannot start in the past",
@@ -229,7 +216,7 @@ async def create(pool: asyncpg.Pool, rid: int, body: ReservationIn) -> tuple[msg
     async with events.write(pool) as tx:
         settings, _ = await restaurants.settings_of(tx.conn, rid)
         minutes = body.duration_min or settings.duration_for(body.size)
-        await _check_table(tx.conn, rid, body.table_id, body.size)
+        await floor.check_fits(tx.conn, rid, body.table_id, body.size)
         reservation_id = await _save(
             tx, rid, INSERT, [rid, body.name, body.phone, body.note, body.size, body.starts_at,
                               minutes, body.table_id], body.table_id, body.starts_at, minutes, None)
@@ -252,7 +239,7 @@ async def patch(pool: asyncpg.Pool, rid: int, reservation_id: int, body: Reserva
                   **{k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}}
         if body.starts_at is not UNSET:
             _check_future(body.starts_at)
-        await _check_table(tx.conn, rid, merged["table_id"], merged["size"])
+        await floor.check_fits(tx.conn, rid, merged["table_id"], merged["size"])
         await _save(tx, rid, UPDATE, [rid, reservation_id, merged["name"], merged["phone"],
                                       merged["note"], merged["size"], merged["starts_at"],
                                       merged["duration_min"], merged["table_id"]],
@@ -290,7 +277,7 @@ async def seat(pool: asyncpg.Pool, rid: int, reservation_id: int, table_id: int 
         if state is None:
             raise NotFound("no such reservation")
         table_id = table_id or state["table_id"] or await floor.pick_free_table(tx.conn, rid, state["size"])
-        await _check_table(tx.conn, rid, table_id, state["size"])
+        await floor.check_fits(tx.conn, rid, table_id, state["size"])
         try:
             async with tx.conn.transaction():
                 moved = await tx.conn.fetchrow(MOVE, rid, reservation_id, "seated", expected, table_id)

@@ -112,8 +112,6 @@ WHERE w.restaurant_id = $1 AND w.id = $2 AND tr.from_status = w.status AND tr.to
   AND ($4::int IS NULL OR w.version = $4)
 RETURNING w.size"""
 
-TABLE_HERE = "SELECT EXISTS (SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND id = $2)"
-
 STATE = """
 SELECT w.status, w.version, w.size,
        array(SELECT to_status FROM waitlist_transitions WHERE from_status = w.status ORDER BY 1) AS allowed
@@ -220,8 +218,8 @@ async def seat(pool: asyncpg.Pool, rid: int, party_id: int, table_id: int | None
             raise NotFound("no such party")
         if table_id is None:
             table_id = await floor.pick_free_table(tx.conn, rid, state["size"])
-        elif not await tx.conn.fetchval(TABLE_HERE, rid, table_id):
-            raise Invalid("no such table", [{"path": "$.table_id", "message": "not in this restaurant"}])
+        else:
+            await floor.check_fits(tx.conn, rid, table_id, state["size"])
         if await tx.conn.fetchval(MOVE, rid, party_id, "seated", expected, table_id) is None:
             await _refuse(tx.conn, rid, party_id, expected, "seated")
         await floor.move_table(tx, rid, table_id, "seated", state["size"])
@@ -242,11 +240,11 @@ async def estimate(pool: asyncpg.Pool, rid: int, size: int) -> Estimate:
     free = sum(1 for e in elapsed if e < 0)
     position = row["ahead"]  # 0-based place of the new party in line
     if not elapsed:
-        minutes = 0.0
-    else:
-        frees_in = sorted(0.0 if e < 0 else max(turn - e, 5.0) for e in elapsed)
-        rounds, slot = divmod(position, len(frees_in))
-        minutes = frees_in[slot] + rounds * turn
+        raise Invalid(f"no table seats a party of {size}",
+                      [{"path": "query.size", "message": "larger than every table"}])
+    frees_in = sorted(0.0 if e < 0 else max(turn - e, 5.0) for e in elapsed)
+    rounds, slot = divmod(position, len(frees_in))
+    minutes = frees_in[slot] + rounds * turn
     return Estimate(size=size, minutes=round(minutes), parties_ahead=position,
                     fitting_tables=len(elapsed), free_tables=free, turn_minutes=round(turn),
                     basis="recent_turns" if row["turns"] else "default")

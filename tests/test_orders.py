@@ -356,3 +356,22 @@ async def test_only_servers_and_managers_take_orders(client, db, base, tokens, m
     assert response.status == 403
     assert (await error_of(response))["code"] == "forbidden"
     assert await table_counts(db) == before
+
+
+async def test_duplicate_modifiers_and_lines_below_zero_are_422_and_write_nothing(client, db, rid, tokens):
+    manager = bearer(await tokens("manager"))
+    base = f"/api/v1/restaurants/{rid}"
+    menu = await (await client.get(base + "/menu", headers=manager)).json()
+    category = menu["categories"][0]["id"]
+    cheap = await (await client.post(base + "/menu/items", headers=manager, json={
+        "category_id": category, "name": "Tap water", "price_minor": 100, "station": "bar",
+        "modifiers": [{"name": "Big discount", "price_delta_minor": -500}, {"name": "Ice"}]})).json()
+    before = await table_counts(db)
+    for line, path in (({"menu_item_id": cheap["id"], "modifiers": [cheap["modifiers"][1]["id"]] * 2},
+                        "$.items[0].modifiers"),
+                       ({"menu_item_id": cheap["id"], "modifiers": [cheap["modifiers"][0]["id"]]},
+                        "$.items[0].modifiers")):
+        response = await client.post(base + "/orders", headers=manager, json={"items": [line]})
+        assert response.status == 422, await response.text()
+        assert (await error_of(response))["details"][0]["path"] == path
+    assert await table_counts(db) == before

@@ -309,3 +309,24 @@ async def test_events_of_a_seat_carry_party_and_table(client, db, base, rid, hos
     assert data["waitlist.updated"]["party"]["table_id"] == seated["table_id"]
     assert data["table.status"]["table"]["id"] == seated["table_id"]
     assert data["table.status"]["table"]["party_size"] == 4
+
+
+async def test_seating_on_a_table_too_small_is_422_and_writes_nothing(client, db, rid, tokens):
+    host = bearer(await tokens("host"))
+    party = await (await client.post(f"/api/v1/restaurants/{rid}/waitlist", headers=host,
+                                     json={"name": "Six", "size": 6})).json()
+    two_top = await db.fetchval("SELECT id FROM dining_tables WHERE restaurant_id = $1 AND seats = 2 "
+                                "LIMIT 1", rid)
+    before = await table_counts(db)
+    response = await client.post(f"/api/v1/restaurants/{rid}/waitlist/{party['id']}/seat",
+                                 headers=host, json={"table_id": two_top})
+    assert response.status == 422
+    assert (await error_of(response))["details"][0]["path"] == "$.table_id"
+    assert await table_counts(db) == before
+
+
+async def test_estimate_for_a_party_no_table_fits_is_422(client, rid, tokens):
+    response = await client.get(f"/api/v1/restaurants/{rid}/waitlist/estimate?size=40",
+                                headers=bearer(await tokens("host")))
+    assert response.status == 422
+    assert (await error_of(response))["details"][0]["path"] == "query.size"
