@@ -9,11 +9,11 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from server.openapi import documented
 from server.auth import SESSION_COOKIE, public, requires
 from server.errors import ApiError, unauthorized
 from server.http import decode, json_response
 from server.keys import CONFIG, LOGIN_THROTTLE, PASSWORDS, POOL, PRINCIPAL
+from server.openapi import documented
 from store import credentials
 
 routes = web.RouteTableDef()

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.openapi import documented
 from server.auth import MANAGERS, requires
 from server.http import json_response, seq_headers
 from server.keys import POOL, RESTAURANT_ID
+from server.openapi import documented
 from store import dashboard
 
 routes = web.RouteTableDef()

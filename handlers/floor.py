@@ -3,11 +3,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.openapi import PAGING, Page, Query, documented
 from server.auth import FRONT_OF_HOUSE, MANAGERS, requires
-from server.http import (after_id, decode, expected_version, json_response, page_limit,
-                         page_response, path_id, query_choice, query_int, written)
+from server.http import (
+    after_id,
+    decode,
+    expected_version,
+    json_response,
+    page_limit,
+    page_response,
+    path_id,
+    query_choice,
+    query_int,
+    written,
+)
 from server.keys import POOL, RESTAURANT_ID
+from server.openapi import PAGING, Page, Query, documented
 from store import floor
 
 routes = web.RouteTableDef()
@@ -34,7 +44,8 @@ async def create_area(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/tables")
 @requires(FRONT_OF_HOUSE, scope="read")
-@documented(returns=Page[floor.Table], query=PAGING + (Query("area_id", int), Query("status", floor.TableStatus)))
+@documented(returns=Page[floor.Table],
+            query=PAGING + (Query("area_id", int), Query("status", floor.TableStatus)))
 async def list_tables(request: web.Request) -> web.Response:
     page, seq = await floor.list_tables(
         request.app[POOL], request[RESTAURANT_ID], page_limit(request), after_id(request),

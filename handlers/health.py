@@ -6,10 +6,10 @@ import time
 import msgspec
 from aiohttp import web
 
-from server.openapi import documented
 from server.auth import MANAGERS, public, requires
 from server.http import json_response
 from server.keys import POOL
+from server.openapi import documented
 
 routes = web.RouteTableDef()
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.openapi import documented
 from server.auth import ANY_ROLE, KITCHEN, MANAGERS, requires
 from server.http import decode, expected_version, json_response, path_id, seq_headers, written
 from server.keys import POOL, RESTAURANT_ID
+from server.openapi import documented
 from store import menu
 
 routes = web.RouteTableDef()

@@ -5,11 +5,21 @@ from typing import Literal
 
 from aiohttp import web
 
-from server.openapi import PAGING, Page, Query, documented
 from server.auth import SERVERS, requires
-from server.http import (after_id, decode, expected_version, json_response, page_limit,
-                         page_response, path_id, query_choice, query_int, written)
+from server.http import (
+    after_id,
+    decode,
+    expected_version,
+    json_response,
+    page_limit,
+    page_response,
+    path_id,
+    query_choice,
+    query_int,
+    written,
+)
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
+from server.openapi import PAGING, Page, Query, documented
 from store import orders
 
 routes = web.RouteTableDef()
@@ -18,7 +28,8 @@ BASE = "/api/v1/restaurants/{rid}/orders"
 
 @routes.get(BASE)
 @requires(SERVERS, scope="read")
-@documented(returns=Page[orders.Order], query=PAGING + (Query("status", Literal["open", "closed"]), Query("table_id", int)))
+@documented(returns=Page[orders.Order],
+            query=PAGING + (Query("status", Literal["open", "closed"]), Query("table_id", int)))
 async def list_orders(request: web.Request) -> web.Response:
     page, seq = await orders.list_orders(
         request.app[POOL], request[RESTAURANT_ID], page_limit(request), after_id(request),

@@ -5,11 +5,21 @@ from datetime import date, datetime
 
 from aiohttp import web
 
-from server.openapi import PAGING, Page, Query, documented
 from server.auth import FRONT_OF_HOUSE, HOSTS, requires
-from server.http import (decode, expected_version, json_response, page_limit, page_response,
-                         path_id, query_choice, query_date, query_int, written)
+from server.http import (
+    decode,
+    expected_version,
+    json_response,
+    page_limit,
+    page_response,
+    path_id,
+    query_choice,
+    query_date,
+    query_int,
+    written,
+)
 from server.keys import POOL, RESTAURANT_ID
+from server.openapi import PAGING, Page, Query, documented
 from store import reservations
 from store.pages import Key, decode_cursor
 from store.waitlist import SeatIn
@@ -21,7 +31,9 @@ STATUSES = ("booked", "confirmed", "seated", "completed", "cancelled", "no_show"
 
 @routes.get(BASE + "/reservations")
 @requires(FRONT_OF_HOUSE, scope="read")
-@documented(returns=Page[reservations.Reservation], query=PAGING + (Query("date", date, description="the restaurant's local day"), Query("status", reservations.ReservationStatus)))
+@documented(returns=Page[reservations.Reservation],
+            query=PAGING + (Query("date", date, description="the restaurant's local day"),
+                            Query("status", reservations.ReservationStatus)))
 async def list_reservations(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     page, seq = await reservations.list_reservations(
@@ -79,7 +91,8 @@ async def seat_reservation(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/availability")
 @requires(FRONT_OF_HOUSE, scope="read")
-@documented(returns=reservations.Availability, query=(Query("date", date, required=True), Query("size", int, required=True)))
+@documented(returns=reservations.Availability,
+            query=(Query("date", date, required=True), Query("size", int, required=True)))
 async def availability(request: web.Request) -> web.Response:
     day = query_date(request, "date", required=True)
     size = query_int(request, "size", low=1, high=100, required=True)

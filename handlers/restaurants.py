@@ -4,10 +4,10 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from server.openapi import documented
 from server.auth import MANAGERS, requires
 from server.http import decode, expected_version, json_response, written
 from server.keys import POOL, RESTAURANT_ID, ROLE
+from server.openapi import documented
 from store import restaurants
 
 routes = web.RouteTableDef()

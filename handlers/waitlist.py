@@ -5,11 +5,21 @@ from typing import Literal
 
 from aiohttp import web
 
-from server.openapi import PAGING, Page, Query, documented
 from server.auth import FRONT_OF_HOUSE, HOSTS, requires
-from server.http import (after_id, decode, expected_version, json_response, page_limit,
-                         page_response, path_id, query_choice, query_int, written)
+from server.http import (
+    after_id,
+    decode,
+    expected_version,
+    json_response,
+    page_limit,
+    page_response,
+    path_id,
+    query_choice,
+    query_int,
+    written,
+)
 from server.keys import POOL, RESTAURANT_ID
+from server.openapi import PAGING, Page, Query, documented
 from store import waitlist
 
 routes = web.RouteTableDef()
@@ -20,7 +30,8 @@ Filter = Literal["open", "all", "waiting", "notified", "seated", "left", "no_sho
 
 @routes.get(BASE)
 @requires(FRONT_OF_HOUSE, scope="read")
-@documented(returns=Page[waitlist.Party], query=PAGING + (Query("status", Filter, description="open (default), all, or one status"),))
+@documented(returns=Page[waitlist.Party],
+            query=PAGING + (Query("status", Filter, description="open (default), all, or one status"),))
 async def list_parties(request: web.Request) -> web.Response:
     page, seq = await waitlist.list_parties(request.app[POOL], request[RESTAURANT_ID],
                                             page_limit(request), after_id(request),

@@ -13,9 +13,17 @@ from server.keys import CONFIG, HUB, POOL
 from server.openapi import documented
 from server.realtime import commands, messages
 from server.realtime.connection import Connection
-from server.realtime.const import (AUTH_TIMEOUT_SECONDS, CLOSE_BINARY, CLOSE_NOT_FOUND,
-                                   CLOSE_POLICY, CLOSE_UNAUTHORIZED, INVALID_FORMAT,
-                                   MAX_ERRORS_IN_A_ROW, MAX_FRAME_BYTES, UNKNOWN_TYPE)
+from server.realtime.const import (
+    AUTH_TIMEOUT_SECONDS,
+    CLOSE_BINARY,
+    CLOSE_NOT_FOUND,
+    CLOSE_POLICY,
+    CLOSE_UNAUTHORIZED,
+    INVALID_FORMAT,
+    MAX_ERRORS_IN_A_ROW,
+    MAX_FRAME_BYTES,
+    UNKNOWN_TYPE,
+)
 from store import events
 from store.credentials import Principal
 
@@ -45,7 +53,7 @@ async def _first_message_auth(request: web.Request,
     except ApiError as error:
         code = CLOSE_NOT_FOUND if error.status == 404 else CLOSE_UNAUTHORIZED
         await ws.close(code=code, message=error.message.encode()[:120])
-    except (asyncio.TimeoutError, ValueError, msgspec.MsgspecError):
+    except (TimeoutError, ValueError, msgspec.MsgspecError):
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"sign in first: send {\"type\": \"auth\"}")
     return None
 

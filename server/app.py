@@ -12,14 +12,38 @@ import jinja2
 import msgspec
 from aiohttp import web
 
-from handlers import (api_keys, auth, dashboard, devices, docs, floor, health, kitchen, menu,
-                      orders, reservations, restaurants, staff, waitlist, ws)
+from handlers import (
+    api_keys,
+    auth,
+    dashboard,
+    devices,
+    docs,
+    floor,
+    health,
+    kitchen,
+    menu,
+    orders,
+    reservations,
+    restaurants,
+    staff,
+    waitlist,
+    ws,
+)
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
-from server.keys import (CONFIG, DEMO_PASSWORD, HUB, LOGIN_THROTTLE, OPENAPI, PASSWORDS, POOL,
-                         QUERY_LOG, OpenApi)
 from server.housekeeping import housekeeping
 from server.idempotency import idempotent_posts
+from server.keys import (
+    CONFIG,
+    DEMO_PASSWORD,
+    HUB,
+    LOGIN_THROTTLE,
+    OPENAPI,
+    PASSWORDS,
+    POOL,
+    QUERY_LOG,
+    OpenApi,
+)
 from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
 from server.querylog import QueryLog, count_queries

@@ -41,14 +41,6 @@ SELECT max(seq) AS last_seq, pg_notify($3, $1::text || ':' || max(seq)::text)
 FROM appended
 """
 
-LIST_SINCE = """
-SELECT seq, epoch, channel, name, data, at FROM events
-WHERE restaurant_id = $1 AND seq > $2
-ORDER BY seq
-LIMIT $3
-"""
-
-
 class Event(msgspec.Struct, frozen=True):
     channel: str
     name: str
@@ -99,10 +91,6 @@ async def write(pool: asyncpg.Pool) -> AsyncIterator[Write]:
             tx = Write(conn)
             yield tx
             await tx.append_pending()
-
-
-async def since(pool: asyncpg.Pool, restaurant_id: int, after_seq: int, limit: int = 1000) -> list[asyncpg.Record]:
-    return await pool.fetch(LIST_SINCE, restaurant_id, after_seq, limit)
 
 
 # What a room delivers: every channel, the data left as JSON text (sent as is).

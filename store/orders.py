@@ -117,7 +117,7 @@ ORDER_ITEM_JSON = """json_build_object(
     'ready_at', oi.ready_at, 'served_at', oi.served_at, 'voided_at', oi.voided_at,
     'void_reason', oi.void_reason, 'version', oi.version)"""
 
-ORDER_JSON = f"""json_build_object(
+ORDER_JSON = """json_build_object(
     'id', o.id, 'status', o.status, 'table_id', o.table_id, 'party_id', o.party_id,
     'server_id', o.server_id, 'guests', o.guests, 'note', o.note, 'fired_course', o.fired_course,
     'payment', o.payment, 'created_at', o.created_at, 'closed_at', o.closed_at,

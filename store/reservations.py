@@ -126,7 +126,8 @@ FROM reservations x WHERE x.restaurant_id = $1 AND x.id = $2"""
 CONFLICTING = f"""
 SELECT {RESERVATION_JSON} FROM reservations x
 WHERE x.restaurant_id = $1 AND x.table_id = $2 AND x.status IN ('booked', 'confirmed', 'seated')
-  AND tstzrange(x.starts_at, x.ends_at, '[)') && tstzrange($3::timestamptz, $3::timestamptz + make_interval(mins => $4), '[)')
+  AND tstzrange(x.starts_at, x.ends_at, '[)')
+      && tstzrange($3::timestamptz, $3::timestamptz + make_interval(mins => $4), '[)')
   AND x.id <> coalesce($5, 0)
 ORDER BY x.starts_at LIMIT 1"""
 

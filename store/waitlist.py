@@ -77,7 +77,8 @@ PARTY_JSON = """json_build_object(
     'quoted_minutes', w.quoted_minutes, 'status', w.status, 'table_id', w.table_id,
     'joined_at', w.joined_at, 'notified_at', w.notified_at, 'seated_at', w.seated_at,
     'left_at', w.left_at,
-    'waited_minutes', floor(extract(epoch FROM coalesce(w.seated_at, w.left_at, now()) - w.joined_at) / 60)::int,
+    'waited_minutes',
+        floor(extract(epoch FROM coalesce(w.seated_at, w.left_at, now()) - w.joined_at) / 60)::int,
     'version', w.version)"""
 
 LIST = paged(f"""

@@ -5,7 +5,6 @@ import time
 
 import msgspec
 import pytest
-
 from conftest import PASSWORD, ROLES, bearer, error_of, login, table_counts
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-
 from conftest import bearer, error_of, login, table_counts
 
 DEVICE = {"name": "Grill screen", "kind": "screen", "role": "kitchen"}

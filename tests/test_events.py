@@ -5,8 +5,8 @@ import asyncio
 
 import msgspec
 import pytest
-
 from conftest import bearer, error_of, table_counts
+
 from store import events
 from store.pool import create_pool
 

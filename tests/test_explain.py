@@ -156,7 +156,8 @@ def hot_queries(rid: int) -> dict[str, tuple[str, tuple[Any, ...]]]:
         "tables": (floor.LIST_TABLES, (rid, 50, 0, None, None)),
         "menu": (menu.MENU, (rid,)),
         "dashboard": (dashboard.DASHBOARD, (rid,)),
-        "events since": (events.LIST_SINCE, (rid, 1900, 1000)),
+        "events since": (events.READ_AFTER, (rid, 1900, 1000)),
+        "replay": (events.REPLAY, (rid, 1900, ["orders"], False, 1000)),
     }
 
 

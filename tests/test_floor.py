@@ -8,7 +8,6 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
-
 from conftest import bearer, error_of, table_counts
 
 # The table state machine as migration 0003 defines it (checked against the database below).

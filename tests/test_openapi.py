@@ -8,9 +8,8 @@ from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
-from openapi_spec_validator import validate
-
 from conftest import bearer
+from openapi_spec_validator import validate
 
 META_ROUTES = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/docs")}
 

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-
 from conftest import bearer, error_of, table_counts
 
 NY = ZoneInfo("America/New_York")

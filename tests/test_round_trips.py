@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from conftest import bearer
+
 from server.keys import QUERY_LOG
 
 # Statements per request, BEGIN/COMMIT included; the first is the credential lookup.

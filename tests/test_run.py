@@ -188,8 +188,12 @@ async def test_workers_share_one_port_and_every_worker_delivers_events(tmp_path)
         assert "2 worker processes" in log.read_text()
         conn = await asyncpg.connect(f"postgresql://postgres@/serveline?host={data_dir / 'pg'}")
         try:
-            listeners = await conn.fetchval("SELECT count(*) FROM pg_stat_activity "
-                                            "WHERE application_name = 'serveline-listen'")
+            for _ in range(300):  # the banner comes with the first worker; wait for the second
+                listeners = await conn.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                                "WHERE application_name = 'serveline-listen'")
+                if listeners == 2:
+                    break
+                await asyncio.sleep(0.1)
             assert listeners == 2  # one LISTEN connection per worker
         finally:
             await conn.close()

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROLES, bearer, error_of
+
 from server.app import create_app
 
 ALL = frozenset(ROLES)

@@ -7,7 +7,6 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
-
 from conftest import bearer, error_of, table_counts
 
 

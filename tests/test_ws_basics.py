@@ -1,8 +1,6 @@
 """The socket: sign-in, subscribe, live events in order, errors and close codes (docs/protocol.md)."""
 from __future__ import annotations
 
-import asyncio
-
 from conftest import bearer
 
 

@@ -5,8 +5,8 @@ import asyncio
 import warnings
 
 import asyncpg
-
 from conftest import LIGHT_ARGON2, PASSWORD, Socket, bearer
+
 from server.auth import Passwords
 from server.config import Config
 from store import events

@@ -4,9 +4,10 @@ from __future__ import annotations
 import asyncio
 
 from conftest import bearer, error_of
+from test_ws_basics import create_order
+
 from server.keys import HUB, POOL
 from server.realtime import const, presence
-from test_ws_basics import create_order
 
 
 async def test_cookie_signs_in_a_browser_screen(client, rid):

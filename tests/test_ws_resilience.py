@@ -8,13 +8,13 @@ import socket
 
 import msgspec
 import pytest
-
 from conftest import Socket, bearer
+from test_ws_basics import create_order
+
 from server.keys import HUB, POOL
 from server.realtime import const
 from server.realtime.hub import LISTEN_NAME
 from store import events
-from test_ws_basics import create_order
 
 
 async def emit(pool, rid: int, count: int, size: int = 100) -> None:

@@ -9,8 +9,15 @@ import asyncpg
 
 from server.realtime import messages
 from server.realtime.connection import Connection
-from server.realtime.const import (FAMILIES, FORBIDDEN_CHANNEL, NOT_SUBSCRIBED, REPLAY_BATCH,
-                                   ROLE_CHANNELS, UNKNOWN_CHANNEL, family)
+from server.realtime.const import (
+    FAMILIES,
+    FORBIDDEN_CHANNEL,
+    NOT_SUBSCRIBED,
+    REPLAY_BATCH,
+    ROLE_CHANNELS,
+    UNKNOWN_CHANNEL,
+    family,
+)
 from server.realtime.hub import Hub
 from store import events, snapshot
 

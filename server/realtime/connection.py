@@ -125,7 +125,7 @@ class Connection:
         code, reason = self._closing or (CLOSE_RESUME, b"")
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_GRACE_SECONDS)
-        except (asyncio.TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
+        except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
             pass
         finally:
             # A peer that reads nothing never lets the close frame (or anything) through:

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+
 class Auth(msgspec.Struct, tag_field="type", tag="auth", forbid_unknown_fields=True):
     token: Annotated[str, msgspec.Meta(max_length=200)]
 
