@@ -136,6 +136,28 @@ def rid(restaurant_ids: dict[str, int]) -> int:
     return restaurant_ids["demo"]
 
 
+@pytest.fixture
+def base(rid: int) -> str:
+    return f"/api/v1/restaurants/{rid}"
+
+
+@pytest.fixture
+async def server(tokens: Callable) -> dict[str, str]:
+    return bearer(await tokens("server"))
+
+
+@pytest.fixture
+async def cook(tokens: Callable) -> dict[str, str]:
+    return bearer(await tokens("kitchen"))
+
+
+@pytest.fixture
+async def menu(client: TestClient, base: str, server: dict[str, str]) -> dict[str, dict]:
+    """The demo menu's items by name."""
+    tree = await (await client.get(base + "/menu", headers=server)).json()
+    return {i["name"]: i for c in tree["categories"] for i in c["items"]}
+
+
 async def login(client: TestClient, email: str, password: str = PASSWORD) -> dict:
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert response.status == 200, await response.text()

@@ -5,11 +5,6 @@ import pytest
 from conftest import bearer, error_of
 
 
-@pytest.fixture
-def base(rid):
-    return f"/api/v1/restaurants/{rid}"
-
-
 async def ok(response, status=200):
     assert response.status == status, await response.text()
     return await response.json()

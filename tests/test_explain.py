@@ -16,7 +16,16 @@ from typing import Any, Iterator
 import asyncpg
 import pytest
 
-from store import dashboard, events, floor, kitchen, menu, orders, reservations, waitlist
+from store import (
+    dashboard,
+    events,
+    floor,
+    kitchen,
+    menu,
+    orders,
+    reservations,
+    waitlist,
+)
 from store.pool import with_database
 
 BIG = 5_000  # rows: a sequential scan of a table this size or larger fails the test

@@ -29,11 +29,6 @@ PARTY = 3
 
 
 @pytest.fixture
-def base(rid: int) -> str:
-    return f"/api/v1/restaurants/{rid}"
-
-
-@pytest.fixture
 async def manager(tokens) -> dict[str, str]:
     return bearer(await tokens("manager"))
 

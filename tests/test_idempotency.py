@@ -7,22 +7,6 @@ import pytest
 from conftest import bearer, error_of, table_counts
 
 
-@pytest.fixture
-def base(rid):
-    return f"/api/v1/restaurants/{rid}"
-
-
-@pytest.fixture
-async def server(tokens):
-    return bearer(await tokens("server"))
-
-
-@pytest.fixture
-async def menu(client, base, server):
-    tree = await (await client.get(base + "/menu", headers=server)).json()
-    return {i["name"]: i for c in tree["categories"] for i in c["items"]}
-
-
 def keyed(headers, key):
     return {**headers, "Idempotency-Key": key}
 

@@ -7,27 +7,6 @@ from conftest import bearer, error_of, table_counts
 
 
 @pytest.fixture
-def base(rid):
-    return f"/api/v1/restaurants/{rid}"
-
-
-@pytest.fixture
-async def server(tokens):
-    return bearer(await tokens("server"))
-
-
-@pytest.fixture
-async def cook(tokens):
-    return bearer(await tokens("kitchen"))
-
-
-@pytest.fixture
-async def menu(client, base, server):
-    tree = await (await client.get(base + "/menu", headers=server)).json()
-    return {i["name"]: i for c in tree["categories"] for i in c["items"]}
-
-
-@pytest.fixture
 async def table_ids(db, rid):
     return [r["id"] for r in await db.fetch(
         "SELECT id FROM dining_tables WHERE restaurant_id = $1 ORDER BY id", rid)]

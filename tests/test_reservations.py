@@ -21,11 +21,6 @@ def at(hour: int, minute: int = 0, day: date = DAY) -> str:
 
 
 @pytest.fixture
-def base(rid: int) -> str:
-    return f"/api/v1/restaurants/{rid}"
-
-
-@pytest.fixture
 async def host(tokens) -> dict[str, str]:
     return bearer(await tokens("host"))
 

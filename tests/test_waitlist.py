@@ -11,11 +11,6 @@ from conftest import bearer, error_of, table_counts
 
 
 @pytest.fixture
-def base(rid: int) -> str:
-    return f"/api/v1/restaurants/{rid}"
-
-
-@pytest.fixture
 async def host(tokens) -> dict[str, str]:
     return bearer(await tokens("host"))
 
