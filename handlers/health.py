@@ -8,7 +8,7 @@ from aiohttp import web
 
 from server.auth import MANAGERS, public, requires
 from server.http import json_response
-from server.keys import POOL
+from server.keys import HUB, POOL
 from server.openapi import documented
 
 routes = web.RouteTableDef()
@@ -56,3 +56,23 @@ async def database_health(request: web.Request) -> web.Response:
         server_version=f"{version.major}.{version.minor}",
         pool=PoolStats(size=size, idle=idle, in_use=size - idle, min=pool.get_min_size(),
                        max=pool.get_max_size())))
+
+
+class RealtimeHealth(msgspec.Struct, frozen=True):
+    rooms: int
+    connections: int
+    delivered: int  # event deliveries to sockets since start
+    stale_closed: int  # peers closed for missing pongs
+    slow_closed: int  # peers closed with 4000 for falling behind
+    listen_reconnects: int
+
+
+@routes.get("/api/health/realtime")
+@requires(MANAGERS)
+@documented(returns=RealtimeHealth)
+async def realtime_health(request: web.Request) -> web.Response:
+    """This process's rooms, sockets and why sockets were closed."""
+    hub = request.app[HUB]
+    return json_response(RealtimeHealth(
+        rooms=len(hub.rooms), connections=sum(len(r.connections) for r in hub.rooms.values()),
+        **hub.stats))

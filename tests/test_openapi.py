@@ -80,6 +80,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
 
     await call("GET", "/api/health", {})
     await call("GET", "/api/health/db", owner)
+    await call("GET", "/api/health/realtime", owner)
     login = await call("POST", "/api/v1/auth/login", {},
                        json={"email": "manager@demo.test", "password": "correct horse battery"})
     await call("GET", "/api/v1/auth/me", owner)

@@ -199,3 +199,13 @@ async def test_expected_device_going_dark_alerts_the_manager(client, db, rid, to
     assert await presence.check(client.app[POOL]) == ["device.back"]
     listed = await (await client.get(f"/api/v1/restaurants/{rid}/devices", headers=manager)).json()
     assert next(d for d in listed["items"] if d["id"] == device_id)["alert"] is None
+
+
+async def test_realtime_health_counts_rooms_and_sockets(client, rid, tokens, open_socket):
+    manager = bearer(await tokens("manager"))
+    sock = await open_socket(rid, await tokens("kitchen"))
+    await sock.send(type="subscribe", channels=["kitchen"])
+    await sock.until("subscribed")
+    health = await (await client.get("/api/health/realtime", headers=manager)).json()
+    assert health["rooms"] == 1 and health["connections"] == 1
+    assert (await client.get("/api/health/realtime", headers=bearer(await tokens("kitchen")))).status == 403
