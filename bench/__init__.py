@@ -1,0 +1,1 @@
+"""Benchmarks: Serveline measured beside the yardstick in ../shared/yardstick (see README.md)."""
