@@ -106,7 +106,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return ws
     principal, restaurant_id, role = who
     device_id = principal.id if principal.kind == "device" else None
-    conn = Connection(ws, request.transport, restaurant_id, role, device_id,
+    conn = Connection(ws, request.transport, request.writer, restaurant_id, role, device_id,
                       config.ws_send_buffer_bytes)
     try:
         where = await events.position(request.app[POOL], restaurant_id)

@@ -55,7 +55,7 @@ async def _replay(session: Session, channels: list[str]) -> None:
                                    REPLAY_BATCH)
         for row in rows:
             conn.send(messages.event(row["seq"], row["channel"], row["name"], row["at"].isoformat(),
-                                     messages.raw(row["data"])))
+                                     messages.raw(row["data"])))  # framed for this client alone
             conn.position = row["seq"]
             if conn.backlogged:
                 await conn.drain()  # pace a long replay by what the client takes

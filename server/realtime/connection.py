@@ -1,34 +1,41 @@
-"""One client's socket: a bounded outgoing buffer in bytes, drained by one writer task.
+"""One client's socket: a bounded outgoing buffer of ready-made frames, flushed in one write.
 
-`send()` never waits: it queues bytes, or, when the buffer would overflow,
-closes the peer with the resume code (it loses nothing: it resumes with
-`since`) so that one slow iPad never slows anyone else. Nothing but the writer
-task writes to the socket.
+A broadcast's frame is built once and the same bytes go on every subscriber's
+buffer. `send_frame()` never waits: it queues the bytes and schedules one flush
+for the next loop turn, so a burst of events leaves as one write per socket.
+Only when a socket's transport pushes back does a drain task start, and it is
+the only thing that writes then. A buffer that would overflow closes the peer
+with the resume code: it loses nothing (it resumes with `since`) and one slow
+iPad never slows anyone else.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import deque
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from server.realtime.const import CLOSE_RESUME, family
+from server.realtime.messages import frame
 
 log = logging.getLogger("serveline.ws")
 CLOSE_GRACE_SECONDS = 1.0
+WRITE_HIGH_WATER = 64 * 1024  # transport bytes above which we wait for the peer
 
 
 class Connection:
-    __slots__ = ("ws", "transport", "restaurant_id", "role", "device_id", "channels", "position",
-                 "pending", "acked", "_queue", "_queued", "_limit", "_wakeup", "_closing",
-                 "_writer", "_closer", "_drained", "closed_slow")
+    __slots__ = ("ws", "transport", "writer", "restaurant_id", "role", "device_id", "channels",
+                 "position", "pending", "acked", "closed_slow", "_queue", "_queued", "_limit",
+                 "_flush_scheduled", "_drainer", "_closing", "_closer")
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None,
-                 restaurant_id: int, role: str, device_id: int | None, limit_bytes: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 writer: AbstractStreamWriter, restaurant_id: int, role: str,
+                 device_id: int | None, limit_bytes: int) -> None:
         self.ws = ws
         self.transport = transport
+        self.writer = writer
         self.restaurant_id = restaurant_id
         self.role = role
         self.device_id = device_id
@@ -37,38 +44,45 @@ class Connection:
         self.pending: list[tuple[int, bytes]] | None = None  # live events held while replaying
         self.acked = 0
         self.closed_slow = False
-        self._queue: deque[bytes] = deque()
+        self._queue: list[bytes] = []
         self._queued = 0
         self._limit = limit_bytes
-        self._wakeup = asyncio.Event()
+        self._flush_scheduled = False
+        self._drainer: asyncio.Task[None] | None = None
         self._closing: tuple[int, bytes] | None = None
-        self._writer = asyncio.create_task(self._write())
         self._closer: asyncio.Task[None] | None = None
-        self._drained = asyncio.Event()
 
     def wants(self, channel: str) -> bool:
         return channel in self.channels or (family(channel) == "kitchen" and "kitchen" in self.channels)
 
-    def send(self, data: bytes) -> None:
-        """Queue bytes for the writer; overflow closes the peer with the resume code."""
+    # Sending ----------------------------------------------------------------
+
+    def send(self, payload: bytes) -> None:
+        """A message for this client alone."""
+        self.send_frame(frame(payload))
+
+    def send_frame(self, data: bytes) -> None:
+        """Queue a ready-made frame; overflow closes the peer with the resume code."""
         if self._closing is not None:
             return
-        if self._queued + len(data) > self._limit:
+        if self._queued + len(data) + self._in_transport() > self._limit:
             self._overflow()
             return
         self._queue.append(data)
         self._queued += len(data)
-        self._wakeup.set()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def deliver(self, seq: int, channel: str, data: bytes) -> None:
-        """A live event from the room: held while a replay runs, sent once otherwise."""
+        """A live event's frame from the room: held while a replay runs, sent once otherwise."""
         if not self.wants(channel):
             return
         if self.pending is not None:
             self.pending.append((seq, data))
         elif seq > self.position:
             self.position = seq
-            self.send(data)
+            self.send_frame(data)
 
     def go_live(self) -> None:
         """End a replay: send what arrived meanwhile, skipping what the replay already sent."""
@@ -76,56 +90,79 @@ class Connection:
         for seq, data in held:
             if seq > self.position:
                 self.position = seq
-                self.send(data)
+                self.send_frame(data)
+
+    def _in_transport(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def _flush(self) -> None:
+        """Write everything queued at once, unless the peer is pushing back."""
+        self._flush_scheduled = False
+        if not self._queue or self._drainer is not None or self.transport is None:
+            return
+        if self.transport.is_closing():
+            self._queue.clear()
+            self._queued = 0
+            return
+        if self._in_transport() > WRITE_HIGH_WATER:
+            self._drainer = asyncio.create_task(self._drain_then_flush())
+            return
+        data = b"".join(self._queue) if len(self._queue) > 1 else self._queue[0]
+        self._queue.clear()
+        self._queued = 0
+        self.transport.write(data)
+
+    async def _drain_then_flush(self) -> None:
+        try:
+            await self.writer.drain()
+        except (ConnectionError, RuntimeError):
+            return
+        finally:
+            self._drainer = None
+        self._flush()
+        if self._closing is not None and self._closer is None:
+            self._closer = asyncio.create_task(self._close())
 
     @property
     def backlogged(self) -> bool:
-        return self._queued > self._limit // 2
+        return self._queued + self._in_transport() > self._limit // 2
 
     async def drain(self) -> None:
-        """Wait until the buffer is at most half full (a long replay paces itself by this)."""
-        while self._queued > self._limit // 2 and self._closing is None:
-            self._drained.clear()
-            await self._drained.wait()
+        """Wait until the peer has taken most of what is queued (a long replay paces itself so)."""
+        while self.backlogged and self._closing is None:
+            self._flush()
+            drainer = self._drainer
+            if drainer is not None:
+                await asyncio.shield(drainer)
+            else:
+                await self.writer.drain()
+
+    # Closing ------------------------------------------------------------------
 
     def _overflow(self) -> None:
-        """Drop the backlog and close now: the writer may be stuck on a peer that reads nothing."""
+        """Drop the backlog and close now: the peer is not reading."""
         self.closed_slow = True
         self._queue.clear()
         self._queued = 0
         self._closing = (CLOSE_RESUME, b"fell behind: resume from your last seq")
-        self._writer.cancel()
-        self._drained.set()
+        if self._drainer is not None:
+            self._drainer.cancel()
         self._closer = asyncio.create_task(self._close())
 
     def close_soon(self, code: int, reason: bytes) -> None:
-        """Close after what is queued (nothing is queued after an overflow)."""
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._wakeup.set()
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    data = self._queue.popleft()
-                    self._queued -= len(data)
-                    await self.ws.send_frame(data, WSMsgType.TEXT)
-                    if self._queued <= self._limit // 2:
-                        self._drained.set()
-                if self._closing is not None:
-                    break
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        """Close after what is queued has been written."""
+        if self._closing is not None:
             return
-        await self._close()
+        self._closing = (code, reason)
+        self._flush()
+        if self._drainer is None:
+            self._closer = asyncio.create_task(self._close())
 
     async def _close(self) -> None:
         code, reason = self._closing or (CLOSE_RESUME, b"")
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_GRACE_SECONDS)
-        except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
+        except (asyncio.TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
             pass
         finally:
             # A peer that reads nothing never lets the close frame (or anything) through:
@@ -134,19 +171,17 @@ class Connection:
                 self.transport.abort()
 
     async def kick(self, grace: float) -> None:
-        """Shutdown: give the writer `grace` seconds to say goodbye, then cut the peer off."""
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._writer), grace)
-        if not self._writer.done():
-            self._writer.cancel()
-            if self.transport is not None:
-                self.transport.abort()
+        """Shutdown: give the goodbye `grace` seconds to get through, then cut the peer off."""
+        await asyncio.sleep(0)
+        tasks = [t for t in (self._drainer, self._closer) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        if any(not t.done() for t in tasks) and self.transport is not None:
+            self.transport.abort()
 
     async def stop(self) -> None:
-        """The handler is done with this socket: end the writer (and a pending close)."""
-        self._closing = self._closing or (CLOSE_RESUME, b"")
-        self._wakeup.set()
-        for task in (self._writer, self._closer):
+        """The handler is done with this socket: finish or cancel what is still running."""
+        for task in (self._drainer, self._closer):
             if task is None:
                 continue
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):

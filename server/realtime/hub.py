@@ -18,11 +18,12 @@ import asyncpg
 
 from server.realtime import messages
 from server.realtime.connection import Connection
-from server.realtime.const import CLOSE_RESUME, RECONNECT_JITTER_MS, REPLAY_BATCH
+from server.realtime.const import CLOSE_RESUME, RECONNECT_JITTER_MS
 from store import devices, events
 
 log = logging.getLogger("serveline.hub")
 RETRY_SECONDS = 1.0
+ROOM_BATCH = 200  # events per read: a burst's frames leave in one write per socket per batch
 SHUTDOWN_GRACE_SECONDS = 2.0  # for goodbyes; a peer that reads nothing is then cut off
 LISTEN_NAME = "serveline-listen"  # visible in pg_stat_activity
 
@@ -162,18 +163,17 @@ class Hub:
         """Deliver every event after `room.delivered`, in order, each encoded once."""
         while True:
             room.again = False
-            rows = await events.read_after(self.pool, room.restaurant_id, room.delivered, REPLAY_BATCH)
+            rows = await events.read_after(self.pool, room.restaurant_id, room.delivered, ROOM_BATCH)
             for row in rows:
-                data = messages.event(row["seq"], row["channel"], row["name"], row["at"].isoformat(),
-                                      messages.raw(row["data"]))
+                data = messages.frame(messages.event(row["seq"], row["channel"], row["name"],
+                                                     row["at"].isoformat(), messages.raw(row["data"])))
                 for conn in room.connections:
                     conn.deliver(row["seq"], row["channel"], data)
                 room.delivered = row["seq"]
                 self.stats["delivered"] += len(room.connections)
-                if len(rows) > 1:
-                    await asyncio.sleep(0)  # let the writers run between events of a burst
-            if len(rows) < REPLAY_BATCH and not room.again:
+            if len(rows) < ROOM_BATCH and not room.again:
                 return
+            await asyncio.sleep(0)  # let each socket write this batch (one write each) first
 
     # Receipts ---------------------------------------------------------------
 

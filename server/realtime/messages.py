@@ -1,6 +1,7 @@
 """What clients send (a msgspec tagged union, one decoder) and what the server sends (bytes)."""
 from __future__ import annotations
 
+import struct
 from typing import Annotated, Any
 
 import msgspec
@@ -71,3 +72,17 @@ PONG = _encode({"type": "pong"})
 def raw(json_text: str) -> msgspec.Raw:
     """JSON text from PostgreSQL, to be sent as it is."""
     return msgspec.Raw(json_text.encode())
+
+
+def frame(payload: bytes) -> bytes:
+    """An unmasked server-to-client text frame (RFC 6455 §5.2).
+
+    Built once per broadcast so that every subscriber gets the very same bytes;
+    sockets run without compression, so a frame is just this header and the payload.
+    """
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
