@@ -53,12 +53,12 @@ class MeOut(msgspec.Struct, frozen=True):
     restaurants: list[RestaurantRole]
 
 
-@routes.post("/api/v1/auth/login")
-@public
-@documented(body=LoginIn, returns=LoginOut)
-async def login(request: web.Request) -> web.Response:
-    body = await decode(request, LoginIn)
-    email = body.email.strip().lower()
+async def sign_in(request: web.Request, email: str, password: str) -> web.Response:
+    """Check a password (throttled) and open a session: the JSON answer with the session cookie.
+
+    Shared by the API and the sign-in form of the screens.
+    """
+    email = email.strip().lower()
     address = request.remote or "unknown"
     throttle, passwords = request.app[LOGIN_THROTTLE], request.app[PASSWORDS]
     wait = await throttle.refused_for(email, address)
@@ -67,11 +67,11 @@ async def login(request: web.Request) -> web.Response:
                        headers={"Retry-After": str(math.ceil(wait))})
     await asyncio.sleep(await throttle.delay_for(email))
     user = await credentials.user_by_email(request.app[POOL], email)
-    if not await passwords.verify(user["password_hash"] if user else None, body.password):
+    if not await passwords.verify(user["password_hash"] if user else None, password):
         await throttle.failed(email, address)
         raise unauthorized("wrong email or password")
     await throttle.succeeded(email)
-    new_hash = (await passwords.hash(body.password)
+    new_hash = (await passwords.hash(password)
                 if passwords.needs_rehash(user["password_hash"]) else None)
     config = request.app[CONFIG]
     ttl = timedelta(hours=config.session_hours)
@@ -85,6 +85,14 @@ async def login(request: web.Request) -> web.Response:
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
                         secure=config.cookie_secure, max_age=int(ttl.total_seconds()))
     return response
+
+
+@routes.post("/api/v1/auth/login")
+@public
+@documented(body=LoginIn, returns=LoginOut)
+async def login(request: web.Request) -> web.Response:
+    body = await decode(request, LoginIn)
+    return await sign_in(request, body.email, body.password)
 
 
 @routes.post("/api/v1/auth/logout")

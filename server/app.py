@@ -23,6 +23,7 @@ from handlers import (
     kitchen,
     menu,
     orders,
+    pages,
     reservations,
     restaurants,
     staff,
@@ -56,7 +57,7 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard, docs, ws)
+                 reservations, orders, kitchen, dashboard, docs, ws, pages)
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -111,3 +111,10 @@ async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,
         tx.emit(restaurant_id, "manager", "restaurant.updated",
                 {"restaurant": msgspec.to_builtins(restaurant)})
     return restaurant, tx.last_seq[restaurant_id]
+
+
+BY_SLUG = "SELECT id FROM restaurants WHERE slug = $1"
+
+
+async def id_of(pool: asyncpg.Pool, slug: str) -> int | None:
+    return await pool.fetchval(BY_SLUG, slug)

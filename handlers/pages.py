@@ -1,0 +1,102 @@
+"""Server-rendered screens: sign-in and the kitchen display (live through the restaurant's socket)."""
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+import aiohttp_jinja2
+import msgspec
+from aiohttp import web
+
+from handlers.auth import sign_in
+from server.auth import KITCHEN, SESSION_COOKIE, TICKET_READERS, public
+from server.errors import ApiError
+from server.identity import identify
+from server.keys import CONFIG, POOL
+from store import kitchen, restaurants
+from store.credentials import Principal
+
+routes = web.RouteTableDef()
+CSRF_COOKIE = "serveline_csrf"
+ALL_TICKETS = 200
+
+
+def _csrf(request: web.Request) -> str:
+    """The double-submit token: the form carries what the cookie holds."""
+    return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def _with_csrf(response: web.StreamResponse, token: str, secure: bool) -> web.StreamResponse:
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/", secure=secure)
+    return response
+
+
+async def _screen_principal(request: web.Request, slug: str,
+                            roles: frozenset[str]) -> tuple[Principal, int, str]:
+    """The signed-in staff member for a screen of this restaurant, or a redirect to sign in."""
+    token = request.cookies.get(SESSION_COOKIE)
+    try:
+        principal = await identify(request.app, token) if token else None
+    except ApiError:
+        principal = None
+    rid = await restaurants.id_of(request.app[POOL], slug)
+    role = principal.roles.get(rid) if principal and rid else None
+    if principal is None:
+        raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+    if role is None:
+        raise web.HTTPNotFound()
+    if role not in roles:
+        raise web.HTTPForbidden()
+    return principal, rid, role
+
+
+@routes.get("/login")
+@public
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form for screens and browsers."""
+    token = _csrf(request)
+    response = aiohttp_jinja2.render_template("login.html", request, {
+        "csrf": token, "next": request.query.get("next", ""), "error": None})
+    return _with_csrf(response, token, request.app[CONFIG].cookie_secure)
+
+
+@routes.post("/login")
+@public
+async def login_form(request: web.Request) -> web.StreamResponse:
+    """Check the form's CSRF token, then sign in through the JSON API's own path."""
+    form = await request.post()
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if not token or not hmac.compare_digest(token, str(form.get("csrf", ""))):
+        raise ApiError(403, "forbidden", "the form expired; reload the sign-in page")
+    next_path = str(form.get("next", ""))
+    try:
+        answer = await sign_in(request, str(form.get("email", ""))[:254],
+                               str(form.get("password", ""))[:256])
+    except ApiError as error:
+        return aiohttp_jinja2.render_template("login.html", request, {
+            "csrf": token, "next": next_path, "error": error.message.capitalize() + "."},
+            status=error.status)
+    body = msgspec.json.decode(answer.body)
+    target = next_path if next_path.startswith("/r/") else (
+        f"/r/{body['restaurants'][0]['slug']}/kitchen" if body["restaurants"] else "/login")
+    response = web.HTTPSeeOther(target)
+    response.cookies.update(answer.cookies)
+    raise response
+
+
+@routes.get("/r/{slug}/kitchen")
+@public
+@aiohttp_jinja2.template("kitchen.html")
+async def kitchen_display(request: web.Request) -> dict[str, Any]:
+    """Open tickets of a station in fire order, kept live through the socket."""
+    station = request.query.get("station") or None
+    if station is not None and not (station.isidentifier() and station.islower()):
+        raise web.HTTPNotFound()
+    principal, rid, role = await _screen_principal(request, request.match_info["slug"],
+                                                   TICKET_READERS)
+    page, seq = await kitchen.list_open(request.app[POOL], rid, ALL_TICKETS, 0, station)
+    restaurant = await restaurants.get(request.app[POOL], rid)
+    return {"restaurant": restaurant, "station": station, "seq": seq, "epoch": restaurant.epoch,
+            "tickets": msgspec.json.decode(page.items), "user": principal.name,
+            "can_bump": role in KITCHEN, "settings": restaurant.settings}
