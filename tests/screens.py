@@ -1,14 +1,19 @@
 """Browser tests' helpers: real headless Chromium (Debian's package) against a real server."""
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Screenshots go to docs/screenshots/ when asked (SERVELINE_SCREENSHOTS=docs/screenshots),
+# else to a temp folder, so a test run leaves the checkout as it was.
+SHOTS = Path(os.environ.get("SERVELINE_SCREENSHOTS") or tempfile.mkdtemp(prefix="serveline-shots-"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 SIZES = {"wall": (1920, 1080), "ipad": (1024, 768)}
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
