@@ -1,4 +1,4 @@
-"""Server-rendered screens: sign-in and the kitchen display (live through the restaurant's socket)."""
+"""Server-rendered screens: sign-in, kitchen display, host stand (live through the restaurant's socket)."""
 from __future__ import annotations
 
 import hmac
@@ -10,11 +10,11 @@ import msgspec
 from aiohttp import web
 
 from handlers.auth import sign_in
-from server.auth import KITCHEN, SESSION_COOKIE, TICKET_READERS, public
+from server.auth import HOSTS, KITCHEN, SESSION_COOKIE, TICKET_READERS, public
 from server.errors import ApiError
 from server.identity import identify
 from server.keys import CONFIG, POOL
-from store import kitchen, restaurants
+from store import floor, kitchen, restaurants, waitlist
 from store.credentials import Principal
 
 routes = web.RouteTableDef()
@@ -100,3 +100,17 @@ async def kitchen_display(request: web.Request) -> dict[str, Any]:
     return {"restaurant": restaurant, "station": station, "seq": seq, "epoch": restaurant.epoch,
             "tickets": msgspec.json.decode(page.items), "user": principal.name,
             "can_bump": role in KITCHEN, "settings": restaurant.settings}
+
+
+@routes.get("/r/{slug}/floor")
+@public
+@aiohttp_jinja2.template("floor.html")
+async def host_stand(request: web.Request) -> dict[str, Any]:
+    """The floor map coloured by status, and the waitlist with notify and seat."""
+    principal, rid, _ = await _screen_principal(request, request.match_info["slug"], HOSTS)
+    pool = request.app[POOL]
+    tables, seq = await floor.list_tables(pool, rid, ALL_TICKETS, 0, None, None)
+    parties, _ = await waitlist.list_parties(pool, rid, ALL_TICKETS, 0, "open")
+    restaurant = await restaurants.get(pool, rid)
+    return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
+            "tables": msgspec.json.decode(tables.items), "parties": msgspec.json.decode(parties.items)}

@@ -40,3 +40,13 @@ async def test_a_host_may_not_open_the_kitchen_display(client):
     await client.post("/login", data={"csrf": token, "email": "host@demo.test", "password": PASSWORD})
     assert (await client.get("/r/demo/kitchen", allow_redirects=False)).status == 403
     assert (await client.get("/r/other/kitchen", allow_redirects=False)).status == 404
+
+
+async def test_the_host_stand_is_for_hosts_and_managers(client):
+    page = await (await client.get("/login")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', page)[1]
+    await client.post("/login", data={"csrf": token, "email": "kitchen@demo.test", "password": PASSWORD})
+    assert (await client.get("/r/demo/floor", allow_redirects=False)).status == 403
+    await client.post("/login", data={"csrf": token, "email": "host@demo.test", "password": PASSWORD})
+    floor = await client.get("/r/demo/floor")
+    assert floor.status == 200 and "D12" in await floor.text()
