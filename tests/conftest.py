@@ -27,6 +27,8 @@ from store.migrate import apply_migrations
 from store.pool import create_pool, with_database
 from store.seed import seed_restaurant
 
+pytest_plugins = ["screens"]  # the browser fixture for the screen tests
+
 PASSWORD = "correct horse battery"
 ROLES = ("owner", "manager", "host", "server", "kitchen")
 # Light argon2 settings keep the suite quick; the run.py tests use the real defaults.

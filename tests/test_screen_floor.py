@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from conftest import PASSWORD, bearer
-from screens import SHOTS, browser, needs_chromium, sign_in  # noqa: F401 (fixture)
+from screens import SHOTS, needs_chromium, sign_in
 
 pytestmark = needs_chromium
 

@@ -1,8 +1,9 @@
 """The kitchen display in a real browser: sign in, tickets appear live, bump bar keys, resume."""
 from __future__ import annotations
 
-from screens import SHOTS, SIZES, browser, needs_chromium, sign_in  # noqa: F401 (fixture)
 from conftest import PASSWORD
+from screens import SHOTS, SIZES, needs_chromium, sign_in
+
 from server.keys import HUB
 
 pytestmark = needs_chromium
