@@ -1,4 +1,4 @@
-"""Server-rendered screens: sign-in, kitchen display, host stand (live through the restaurant's socket)."""
+"""Server-rendered screens: sign-in, kitchen display, host stand, manager (live through the socket)."""
 from __future__ import annotations
 
 import hmac
@@ -10,11 +10,11 @@ import msgspec
 from aiohttp import web
 
 from handlers.auth import sign_in
-from server.auth import HOSTS, KITCHEN, SESSION_COOKIE, TICKET_READERS, public
+from server.auth import HOSTS, KITCHEN, MANAGERS, SESSION_COOKIE, TICKET_READERS, public
 from server.errors import ApiError
 from server.identity import identify
 from server.keys import CONFIG, POOL
-from store import floor, kitchen, restaurants, waitlist
+from store import dashboard, devices, floor, kitchen, menu, restaurants, waitlist
 from store.credentials import Principal
 
 routes = web.RouteTableDef()
@@ -114,3 +114,19 @@ async def host_stand(request: web.Request) -> dict[str, Any]:
     restaurant = await restaurants.get(pool, rid)
     return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
             "tables": msgspec.json.decode(tables.items), "parties": msgspec.json.decode(parties.items)}
+
+
+@routes.get("/r/{slug}/manager")
+@public
+@aiohttp_jinja2.template("manager.html")
+async def manager_screen(request: web.Request) -> dict[str, Any]:
+    """Today's numbers, the devices and their lag, and the menu's 86 toggles."""
+    principal, rid, _ = await _screen_principal(request, request.match_info["slug"], MANAGERS)
+    pool = request.app[POOL]
+    numbers, seq = await dashboard.today(pool, rid)
+    tree, _ = await menu.get_menu(pool, rid)
+    screens, _ = await devices.list_devices(pool, rid, ALL_TICKETS, 0)
+    restaurant = await restaurants.get(pool, rid)
+    return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
+            "numbers": msgspec.json.decode(numbers), "menu": msgspec.json.decode(tree),
+            "devices": msgspec.json.decode(screens.items)}

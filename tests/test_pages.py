@@ -50,3 +50,13 @@ async def test_the_host_stand_is_for_hosts_and_managers(client):
     await client.post("/login", data={"csrf": token, "email": "host@demo.test", "password": PASSWORD})
     floor = await client.get("/r/demo/floor")
     assert floor.status == 200 and "D12" in await floor.text()
+
+
+async def test_the_manager_screen_is_for_managers(client):
+    page = await (await client.get("/login")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', page)[1]
+    await client.post("/login", data={"csrf": token, "email": "server@demo.test", "password": PASSWORD})
+    assert (await client.get("/r/demo/manager", allow_redirects=False)).status == 403
+    await client.post("/login", data={"csrf": token, "email": "owner@demo.test", "password": PASSWORD})
+    desk = await client.get("/r/demo/manager")
+    assert desk.status == 200 and "86 board" in await desk.text()
