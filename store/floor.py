@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 from store import events
 from store.errors import Conflict, Invalid, NotFound, Stale
 from store.pages import Page, fetch_page, paged
+from store.patches import sent
 
 TableStatus = Literal["free", "seated", "ordering", "waiting_food", "eating", "paying", "dirty",
                       "blocked"]
@@ -210,9 +211,6 @@ async def create_table(pool: asyncpg.Pool, rid: int, body: TableIn) -> tuple[msg
     return raw, tx.last_seq[rid]
 
 
-def _value(field: object) -> object:
-    return None if field is UNSET else field
-
 
 async def _stale_or_missing(conn: asyncpg.Connection, rid: int, table_id: int,
                             expected: int | None) -> None:
@@ -231,8 +229,8 @@ async def patch_table(pool: asyncpg.Pool, rid: int, table_id: int, body: TablePa
             await _check_area(tx.conn, rid, body.area_id)
         try:
             updated = await tx.conn.fetchval(
-                PATCH_TABLE, rid, table_id, _value(body.label), _value(body.seats),
-                _value(body.area_id), _value(body.x), _value(body.y), _value(body.shape), expected)
+                PATCH_TABLE, rid, table_id, sent(body.label), sent(body.seats),
+                sent(body.area_id), sent(body.x), sent(body.y), sent(body.shape), expected)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"there is already a table labelled {body.label!r}") from None
         if updated is None:

@@ -9,6 +9,7 @@ from msgspec import UNSET, UnsetType
 
 from store import events
 from store.errors import Conflict, Invalid, NotFound, Stale
+from store.patches import sent
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Minor = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
@@ -196,17 +197,14 @@ async def create_item(pool: asyncpg.Pool, rid: int, body: ItemIn) -> tuple[msgsp
 
 async def patch_item(pool: asyncpg.Pool, rid: int, item_id: int, body: ItemPatch,
                      expected: int | None) -> tuple[msgspec.Raw, int]:
-    def value(field: object) -> object:
-        return None if field is UNSET else field
-
     async with events.write(pool) as tx:
         if body.category_id is not UNSET:
             await _check_category(tx.conn, rid, body.category_id)
         try:
             updated = await tx.conn.fetchval(
-                PATCH_ITEM, rid, item_id, value(body.category_id), value(body.name),
-                value(body.price_minor), value(body.station), value(body.description),
-                value(body.sort), expected)
+                PATCH_ITEM, rid, item_id, sent(body.category_id), sent(body.name),
+                sent(body.price_minor), sent(body.station), sent(body.description),
+                sent(body.sort), expected)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"there is already an item named {body.name!r}") from None
         if updated is None:

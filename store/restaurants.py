@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 
 from store import events
 from store.errors import Invalid, NotFound, Stale
+from store.patches import sent
 
 ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=720)]
@@ -93,16 +94,13 @@ async def settings_of(conn: asyncpg.Connection | asyncpg.Pool, restaurant_id: in
 
 async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,
                 expected: int | None) -> tuple[Restaurant, int]:
-    def value(field: object) -> object:
-        return None if field is UNSET else field
-
     async with events.write(pool) as tx:
         if body.timezone is not UNSET and not await tx.conn.fetchval(KNOWN_ZONE, body.timezone):
             raise Invalid("unknown time zone", [{"path": "$.timezone",
                                                  "message": "use an IANA name like Europe/Paris"}])
         settings = None if body.settings is UNSET else msgspec.to_builtins(body.settings)
-        if await tx.conn.fetchval(PATCH, restaurant_id, value(body.name), value(body.timezone),
-                                  value(body.currency), settings, expected) is None:
+        if await tx.conn.fetchval(PATCH, restaurant_id, sent(body.name), sent(body.timezone),
+                                  sent(body.currency), settings, expected) is None:
             raise Stale("the restaurant's settings changed; reload and retry")
         row = await tx.conn.fetchrow(GET, restaurant_id)
         if row is None:

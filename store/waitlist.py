@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 from store import events, floor
 from store.errors import Conflict, Invalid, NotFound, Stale
 from store.pages import Page, fetch_page, paged
+from store.patches import sent
 
 PartyStatus = Literal["waiting", "notified", "seated", "left", "no_show"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -141,9 +142,6 @@ SELECT recent.minutes AS turn_minutes, recent.turns,
 FROM recent"""
 
 
-def _value(field: object) -> object:
-    return None if field is UNSET else field
-
 
 async def list_parties(pool: asyncpg.Pool, rid: int, limit: int, after: int,
                        status: str) -> tuple[Page, int]:
@@ -191,9 +189,9 @@ async def _refuse(conn: asyncpg.Connection, rid: int, party_id: int, expected: i
 async def patch(pool: asyncpg.Pool, rid: int, party_id: int, body: PartyPatch,
                 expected: int | None) -> tuple[msgspec.Raw, int]:
     async with events.write(pool) as tx:
-        updated = await tx.conn.fetchval(PATCH, rid, party_id, _value(body.name), _value(body.size),
-                                         _value(body.phone), _value(body.note),
-                                         _value(body.quoted_minutes), expected)
+        updated = await tx.conn.fetchval(PATCH, rid, party_id, sent(body.name), sent(body.size),
+                                         sent(body.phone), sent(body.note),
+                                         sent(body.quoted_minutes), expected)
         if updated is None:
             await _refuse(tx.conn, rid, party_id, expected, None)
         raw = await _emit(tx, rid, party_id, "waitlist.updated")
