@@ -31,6 +31,16 @@ async def list_tickets(request: web.Request) -> web.Response:
     return page_response(page, seq)
 
 
+@routes.get("/api/v1/restaurants/{rid}/kitchen/expo")
+@requires(TICKET_READERS, scope="read")
+@documented(returns=Page[kitchen.AtThePass], query=PAGING)
+async def expo(request: web.Request) -> web.Response:
+    """Orders at the pass: all their tickets bumped, food waiting to go out."""
+    page, seq = await kitchen.at_the_pass(request.app[POOL], request[RESTAURANT_ID],
+                                          page_limit(request), after_id(request))
+    return page_response(page, seq)
+
+
 async def _step(request: web.Request, action: str) -> web.Response:
     return written(*await kitchen.step(request.app[POOL], request[RESTAURANT_ID],
                                        path_id(request, "ticket_id"), action,

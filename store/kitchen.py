@@ -69,6 +69,48 @@ WHERE k.restaurant_id = $1 AND k.status <> 'bumped' AND k.id > $3
   AND ($4::text IS NULL OR k.station = $4)
 ORDER BY k.id LIMIT $2 + 1""")
 
+class PassItem(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    qty: int
+    modifiers: list[dict[str, Any]]
+    note: str
+    station: str
+    status: str
+
+
+class AtThePass(msgspec.Struct, frozen=True):
+    """An order whose fired tickets are all bumped, with food waiting to go out."""
+    order_id: int
+    table_id: int | None
+    table_label: str | None
+    server_name: str | None
+    ready_at: datetime
+    items: list[PassItem]
+
+
+# Orders at the pass (expo): every ticket bumped, some item ready and not yet served.
+LIST_PASS = paged("""
+SELECT json_build_object(
+           'order_id', o.id, 'table_id', o.table_id, 'table_label', dt.label, 'server_name', u.name,
+           'ready_at', (SELECT max(k.bumped_at) FROM tickets k
+                        WHERE k.restaurant_id = o.restaurant_id AND k.order_id = o.id),
+           'items', (SELECT json_agg(json_build_object(
+                         'id', oi.id, 'name', oi.name, 'qty', oi.qty, 'modifiers', oi.modifiers,
+                         'note', oi.note, 'station', oi.station, 'status', oi.status) ORDER BY oi.id)
+                     FROM order_items oi WHERE oi.restaurant_id = o.restaurant_id
+                       AND oi.order_id = o.id AND oi.status = 'ready')) AS j,
+       json_build_array(o.id) AS cursor, row_number() OVER (ORDER BY o.id) AS n
+FROM orders o
+LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
+LEFT JOIN users u ON u.id = o.server_id
+WHERE o.restaurant_id = $1 AND o.status = 'open' AND o.id > $3
+  AND EXISTS (SELECT 1 FROM order_items oi WHERE oi.restaurant_id = o.restaurant_id
+              AND oi.order_id = o.id AND oi.status = 'ready')
+  AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.restaurant_id = o.restaurant_id
+                  AND k.order_id = o.id AND k.status <> 'bumped')
+ORDER BY o.id LIMIT $2 + 1""")
+
 TICKETS_BY_ID = f"""
 SELECT k.id, k.station, k.order_id, {TICKET_JSON}::text AS ticket FROM {TICKET_FROM}
 WHERE k.restaurant_id = $1 AND k.id = ANY($2::bigint[]) ORDER BY k.id"""
@@ -140,6 +182,14 @@ TICKET_STATE = "SELECT status, version, order_id FROM tickets WHERE restaurant_i
 OPEN_TICKETS_OF_ORDER = """
 SELECT count(*) FROM tickets WHERE restaurant_id = $1 AND order_id = $2 AND status <> 'bumped'"""
 
+# A ticket whose every item was voided has nothing left to cook: it is done.
+CLOSE_IF_EMPTY = """
+UPDATE tickets k SET status = 'bumped', bumped_at = now(), version = k.version + 1
+WHERE k.restaurant_id = $1 AND k.id = $2 AND k.status <> 'bumped'
+  AND NOT EXISTS (SELECT 1 FROM order_items oi
+                  WHERE oi.restaurant_id = $1 AND oi.ticket_id = $2 AND oi.status <> 'void')
+RETURNING k.id"""
+
 ITEM_READY = """
 UPDATE order_items SET status = 'ready', ready_at = now(), version = version + 1
 WHERE restaurant_id = $1 AND ticket_id = $2 AND id = $3 AND status IN ('fired', 'cooking')
@@ -165,9 +215,22 @@ async def emit_fired(tx: events.Write, rid: int, ticket_ids: list[int]) -> None:
                 {"ticket": msgspec.Raw(row["ticket"].encode())})
 
 
+async def close_if_empty(tx: events.Write, rid: int, ticket_id: int) -> None:
+    """After a void: a ticket with nothing left to cook leaves the screens (`ticket.bumped`)."""
+    if await tx.conn.fetchval(CLOSE_IF_EMPTY, rid, ticket_id) is None:
+        return
+    ticket = (await _tickets(tx.conn, rid, [ticket_id]))[0]
+    tx.emit(rid, f"kitchen:{ticket['station']}", "ticket.bumped",
+            {"ticket": msgspec.Raw(ticket["ticket"].encode())})
+
+
 async def list_open(pool: asyncpg.Pool, rid: int, limit: int, after: int,
                     station: str | None) -> tuple[Page, int]:
     return await fetch_page(pool, LIST_OPEN, rid, limit, after, station)
+
+
+async def at_the_pass(pool: asyncpg.Pool, rid: int, limit: int, after: int) -> tuple[Page, int]:
+    return await fetch_page(pool, LIST_PASS, rid, limit, after)
 
 
 async def _refused(conn: asyncpg.Connection, rid: int, ticket_id: int, expected: int | None,

@@ -344,6 +344,7 @@ async def void_item(pool: asyncpg.Pool, rid: int, order_id: int, item_id: int, r
         if voided["ticket_id"] is not None:
             tx.emit(rid, f"kitchen:{voided['station']}", "item.voided",
                     {"ticket_id": voided["ticket_id"], "item_id": item_id, "order_id": order_id})
+            await kitchen.close_if_empty(tx, rid, voided["ticket_id"])
     return raw, tx.last_seq[rid]
 
 

@@ -157,6 +157,7 @@ def hot_queries(rid: int) -> dict[str, tuple[str, tuple[Any, ...]]]:
         "one order": (orders.GET_ORDER, (rid, 1)),
         "tickets by station": (kitchen.LIST_OPEN, (rid, 50, 0, "grill")),
         "all open tickets": (kitchen.LIST_OPEN, (rid, 50, 0, None)),
+        "expo": (kitchen.LIST_PASS, (rid, 50, 0)),
         "open waitlist": (waitlist.LIST, (rid, 50, 0, "open")),
         "wait estimate": (waitlist.ESTIMATE, (rid, 4)),
         "reservations of a day": (reservations.LIST, (rid, 50, reservations.FAR_PAST, 0, start, end,

@@ -248,3 +248,31 @@ async def test_a_bad_station_filter_is_400(client, base, cook, station):
     assert response.status == 400
     error = await error_of(response)
     assert (error["code"], error["details"][0]["path"]) == ("invalid_query", "query.station")
+
+
+async def test_expo_shows_orders_whose_tickets_are_all_bumped(client, base, server, cook, menu):
+    order = await (await client.post(base + "/orders", headers=server, json={"items": [
+        {"menu_item_id": menu["Burger"]["id"]}, {"menu_item_id": menu["Fries"]["id"]}]})).json()
+    tickets = (await (await client.get(base + "/kitchen/tickets", headers=cook)).json())["items"]
+    mine = [t for t in tickets if t["order_id"] == order["id"]]
+    assert len(mine) == 2
+    await client.post(base + f"/kitchen/tickets/{mine[0]['id']}/bump", headers=cook)
+    assert (await (await client.get(base + "/kitchen/expo", headers=cook)).json())["items"] == []
+    await client.post(base + f"/kitchen/tickets/{mine[1]['id']}/bump", headers=cook)
+    expo = (await (await client.get(base + "/kitchen/expo", headers=cook)).json())["items"]
+    assert [e["order_id"] for e in expo] == [order["id"]]
+    assert sorted(i["name"] for i in expo[0]["items"]) == ["Burger", "Fries"]
+    for item in expo[0]["items"]:
+        await client.post(base + f"/orders/{order['id']}/items/{item['id']}/serve", headers=server)
+    assert (await (await client.get(base + "/kitchen/expo", headers=cook)).json())["items"] == []
+
+
+async def test_voiding_every_item_of_a_ticket_closes_it(client, base, server, cook, menu, db):
+    order = await (await client.post(base + "/orders", headers=server, json={"items": [
+        {"menu_item_id": menu["Ribeye"]["id"]}]})).json()
+    item = order["items"][0]
+    await client.post(base + f"/orders/{order['id']}/items/{item['id']}/void", headers=server,
+                      json={"reason": "changed mind"})
+    assert (await (await client.get(base + "/kitchen/tickets?station=grill", headers=cook)).json())["items"] == []
+    names = [r["name"] for r in await db.fetch("SELECT name FROM events ORDER BY seq DESC LIMIT 3")]
+    assert names[0] == "ticket.bumped" and "item.voided" in names

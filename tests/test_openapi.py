@@ -179,6 +179,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
                ids={**ids, "item_id": ticket["items"][0]["id"]})
     cold = (await call("GET", R + "/kitchen/tickets", cook, ids=ids, params={"station": "cold"}))["items"]
     await call("POST", R + "/kitchen/tickets/{ticket_id}/bump", cook, ids={**ids, "ticket_id": cold[0]["id"]})
+    assert (await call("GET", R + "/kitchen/expo", cook, ids=ids))["items"]
     await call("POST", R + "/orders/{order_id}/close", server, ids=ids,
                json={"payment": {"method": "cash", "amount_minor": 10_000}})
     await call("GET", R + "/dashboard", owner, ids=ids)

@@ -56,6 +56,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", R + "/orders/{order_id}/items/{item_id}/serve"): SERVERS,
     ("POST", R + "/orders/{order_id}/close"): SERVERS,
     ("GET", R + "/kitchen/tickets"): TICKETS,
+    ("GET", R + "/kitchen/expo"): TICKETS,
     ("POST", R + "/kitchen/tickets/{ticket_id}/start"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/bump"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/recall"): KITCHEN,
