@@ -75,7 +75,10 @@ def supervise(config: Config, argv: list[str]) -> int:
     stopping = False
 
     def stop(*_: object) -> None:
+        # Once only: a second SIGTERM would cut a worker's graceful shutdown short.
         nonlocal stopping
+        if stopping:
+            return
         stopping = True
         for worker in workers:
             if worker.poll() is None:
@@ -89,7 +92,11 @@ def supervise(config: Config, argv: list[str]) -> int:
     crashed = not stopping  # a worker died on its own: stop the others and say so
     stop()
     codes = [w.wait() for w in workers]
-    return 1 if crashed or any(code not in (0, -signal.SIGTERM) for code in codes) else 0
+    if crashed or any(code not in (0, -signal.SIGTERM) for code in codes):
+        print(f"serveline: workers ended with {codes}" + (" (one stopped on its own)" if crashed else ""),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:

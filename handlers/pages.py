@@ -10,7 +10,8 @@ import msgspec
 from aiohttp import web
 
 from handlers.auth import sign_in
-from server.auth import HOSTS, KITCHEN, MANAGERS, SESSION_COOKIE, TICKET_READERS, public
+from server.auth import (HOSTS, KITCHEN, MANAGERS, SERVERS, SESSION_COOKIE, TICKET_READERS,
+                         public)
 from server.errors import ApiError
 from server.identity import identify
 from server.keys import CONFIG, POOL
@@ -95,8 +96,13 @@ async def kitchen_display(request: web.Request) -> dict[str, Any]:
         raise web.HTTPNotFound()
     principal, rid, role = await _screen_principal(request, request.match_info["slug"],
                                                    TICKET_READERS)
-    page, seq = await kitchen.list_open(request.app[POOL], rid, ALL_TICKETS, 0, station)
     restaurant = await restaurants.get(request.app[POOL], rid)
+    if station == "expo":
+        ready, seq = await kitchen.at_the_pass(request.app[POOL], rid, ALL_TICKETS, 0)
+        return aiohttp_jinja2.render_template("expo.html", request, {
+            "restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
+            "orders": msgspec.json.decode(ready.items), "can_serve": role in SERVERS})
+    page, seq = await kitchen.list_open(request.app[POOL], rid, ALL_TICKETS, 0, station)
     return {"restaurant": restaurant, "station": station, "seq": seq, "epoch": restaurant.epoch,
             "tickets": msgspec.json.decode(page.items), "user": principal.name,
             "can_bump": role in KITCHEN, "settings": restaurant.settings}

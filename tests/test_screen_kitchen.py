@@ -77,3 +77,25 @@ async def test_signing_in_with_a_wrong_password_shows_an_error(browser, client):
     await page.click("button[type=submit]")
     assert "Wrong email or password" in await page.locator(".error").inner_text()
     await page.screenshot(path=str(SHOTS / "login.png"))
+
+
+async def test_expo_shows_the_order_once_the_grill_bumps_it_and_counts_show_all_day(
+        browser, client, base, server, menu):
+    url = str(client.make_url(""))
+    grill = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    await sign_in(grill, url, "manager@demo.test", PASSWORD, "/r/demo/kitchen?station=grill")
+    expo = await browser.new_page(viewport={"width": 1024, "height": 768})  # its own cookies
+    await sign_in(expo, url, "server@demo.test", PASSWORD, "/r/demo/kitchen?station=expo")
+    await order_burger(client, base, server, menu)
+    await order_burger(client, base, server, menu)
+    await grill.locator(".ticket").nth(1).wait_for(timeout=10_000)
+    assert "4 Burger" in await grill.locator("#all-day").inner_text()  # 2 + 2 still to cook
+    await grill.keyboard.press("1")
+    await grill.keyboard.press("Enter")
+    card = expo.locator(".ticket.pass").first
+    await card.wait_for(timeout=10_000)  # left the grill, now at the pass
+    assert "Burger" in await card.inner_text()
+    assert "2 Burger" in await grill.locator("#all-day").inner_text()
+    await expo.screenshot(path=str(SHOTS / "expo-ipad.png"))
+    await card.locator("button.serve").click()
+    await card.wait_for(state="detached", timeout=10_000)

@@ -34,7 +34,7 @@ function card(ticket) {
   const items = element("ul");
   for (const item of ticket.items) {
     const line = element("li", `item ${item.status}`);
-    line.dataset.item = item.id;
+    Object.assign(line.dataset, { item: item.id, name: item.name, qty: item.qty });
     line.append(element("b", "", `${item.qty}×`), document.createTextNode(` ${item.name}`));
     for (const modifier of item.modifiers) line.append(element("span", "mod", modifier.name));
     if (item.note) line.append(element("span", "note", item.note));
@@ -47,11 +47,28 @@ function card(ticket) {
 
 const cards = () => [...list.querySelectorAll(".ticket")];
 
+function allDay() {
+  // How many of each item are still to cook across the open tickets.
+  const counts = new Map();
+  for (const line of list.querySelectorAll("li.item:not(.ready):not(.void)")) {
+    counts.set(line.dataset.name, (counts.get(line.dataset.name) || 0) + Number(line.dataset.qty));
+  }
+  const strip = document.getElementById("all-day");
+  strip.replaceChildren(...[...counts].sort((a, b) => b[1] - a[1]).map(([name, qty]) => {
+    const chip = document.createElement("span");
+    chip.className = "chip";
+    chip.textContent = `${qty} ${name}`;
+    return chip;
+  }));
+  strip.hidden = counts.size === 0;
+}
+
 function renumber() {
   cards().forEach((node, n) => { node.querySelector(".key").textContent = n + 1; });
   document.getElementById("count").textContent = `${cards().length} open`;
   document.getElementById("empty").hidden = cards().length > 0;
   select(Math.min(selected, cards().length - 1));
+  allDay();
 }
 
 function select(n) {
