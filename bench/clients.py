@@ -286,7 +286,7 @@ class Crowd:
 
     async def stop(self) -> None:
         """Ask each process to close its sockets and exit; terminate the ones that do not."""
-        for index, pipe in enumerate(self._pipes):
+        for index in range(len(self._pipes)):
             with contextlib.suppress(Exception):
                 await self._call(index, "stop", timeout=15)
         for proc in self._procs:

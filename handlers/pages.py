@@ -20,7 +20,7 @@ from store.credentials import Principal
 
 routes = web.RouteTableDef()
 CSRF_COOKIE = "serveline_csrf"
-ALL_TICKETS = 200
+WHOLE_LIST = 200  # a screen shows everything open, not a page of it
 
 
 def _csrf(request: web.Request) -> str:
@@ -98,11 +98,11 @@ async def kitchen_display(request: web.Request) -> dict[str, Any]:
                                                    TICKET_READERS)
     restaurant = await restaurants.get(request.app[POOL], rid)
     if station == "expo":
-        ready, seq = await kitchen.at_the_pass(request.app[POOL], rid, ALL_TICKETS, 0)
+        ready, seq = await kitchen.at_the_pass(request.app[POOL], rid, WHOLE_LIST, 0)
         return aiohttp_jinja2.render_template("expo.html", request, {
             "restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
             "orders": msgspec.json.decode(ready.items), "can_serve": role in SERVERS})
-    page, seq = await kitchen.list_open(request.app[POOL], rid, ALL_TICKETS, 0, station)
+    page, seq = await kitchen.list_open(request.app[POOL], rid, WHOLE_LIST, 0, station)
     return {"restaurant": restaurant, "station": station, "seq": seq, "epoch": restaurant.epoch,
             "tickets": msgspec.json.decode(page.items), "user": principal.name,
             "can_bump": role in KITCHEN, "settings": restaurant.settings}
@@ -115,8 +115,8 @@ async def host_stand(request: web.Request) -> dict[str, Any]:
     """The floor map coloured by status, and the waitlist with notify and seat."""
     principal, rid, _ = await _screen_principal(request, request.match_info["slug"], HOSTS)
     pool = request.app[POOL]
-    tables, seq = await floor.list_tables(pool, rid, ALL_TICKETS, 0, None, None)
-    parties, _ = await waitlist.list_parties(pool, rid, ALL_TICKETS, 0, "open")
+    tables, seq = await floor.list_tables(pool, rid, WHOLE_LIST, 0, None, None)
+    parties, _ = await waitlist.list_parties(pool, rid, WHOLE_LIST, 0, "open")
     restaurant = await restaurants.get(pool, rid)
     return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
             "tables": msgspec.json.decode(tables.items), "parties": msgspec.json.decode(parties.items)}
@@ -131,7 +131,7 @@ async def manager_screen(request: web.Request) -> dict[str, Any]:
     pool = request.app[POOL]
     numbers, seq = await dashboard.today(pool, rid)
     tree, _ = await menu.get_menu(pool, rid)
-    screens, _ = await devices.list_devices(pool, rid, ALL_TICKETS, 0)
+    screens, _ = await devices.list_devices(pool, rid, WHOLE_LIST, 0)
     restaurant = await restaurants.get(pool, rid)
     return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
             "numbers": msgspec.json.decode(numbers), "menu": msgspec.json.decode(tree),

@@ -31,7 +31,7 @@ async def list_staff(request: web.Request) -> web.Response:
 @documented(body=staff.StaffIn, returns=StaffMemberOut, status=201)
 async def add_staff(request: web.Request) -> web.Response:
     body = await decode(request, staff.StaffIn)
-    staff.check_grant(request[ROLE], body.role)
+    staff.check_grant(request[ROLE], body.role)  # refuse before spending a password hash
     password_hash = await request.app[PASSWORDS].hash(body.password) if body.password else None
     member, seq = await staff.add(request.app[POOL], request[RESTAURANT_ID], request[ROLE], body,
                              password_hash)

@@ -133,19 +133,6 @@ RETURNING user_id, (SELECT array_agg(restaurant_id) FROM staff WHERE user_id = s
           AS restaurant_ids
 """
 
-MY_RESTAURANTS = """
-SELECT u.id, u.email, u.name,
-       coalesce(json_agg(json_build_object('id', r.id, 'slug', r.slug, 'name', r.name,
-                                           'role', st.role) ORDER BY r.name)
-                FILTER (WHERE r.id IS NOT NULL), '[]') AS restaurants
-FROM users u
-LEFT JOIN staff st ON st.user_id = u.id
-LEFT JOIN restaurants r ON r.id = st.restaurant_id
-WHERE u.id = $1
-GROUP BY u.id
-"""
-
-
 async def user_by_email(pool: asyncpg.Pool, email: str) -> asyncpg.Record | None:
     return await pool.fetchrow(USER_BY_EMAIL, email)
 
@@ -177,9 +164,6 @@ async def end_session(pool: asyncpg.Pool, session_id: int) -> bool:
                     {"user_id": row["user_id"], "session_id": session_id})
     return True
 
-
-async def me(pool: asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
-    return await pool.fetchrow(MY_RESTAURANTS, user_id)
 
 
 RESTAURANTS_BY_ID = """

@@ -93,11 +93,6 @@ async def list_staff(pool: asyncpg.Pool, restaurant_id: int, limit: int,
     return await fetch_page(pool, LIST, restaurant_id, limit, after)
 
 
-async def member(pool: asyncpg.Pool, restaurant_id: int, user_id: int) -> StaffMember | None:
-    row = await pool.fetchrow(GET, restaurant_id, user_id)
-    return None if row is None else StaffMember(**row)
-
-
 async def add(pool: asyncpg.Pool, restaurant_id: int, actor_role: str, body: StaffIn,
               password_hash: str | None) -> tuple[StaffMember, int]:
     """Put a person on staff, creating their user if the email is new."""

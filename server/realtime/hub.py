@@ -13,6 +13,8 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 
@@ -79,7 +81,7 @@ class Hub:
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()
 
-    def _spawn(self, coro) -> asyncio.Task:  # noqa: ANN001 - any coroutine
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
