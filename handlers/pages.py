@@ -12,7 +12,7 @@ from aiohttp import web
 from handlers.auth import sign_in
 from server.auth import (HOSTS, KITCHEN, MANAGERS, SERVERS, SESSION_COOKIE, TICKET_READERS,
                          public)
-from server.errors import ApiError
+from server.errors import ApiError, forbidden, not_found
 from server.identity import identify
 from server.keys import CONFIG, POOL
 from store import dashboard, devices, floor, kitchen, menu, restaurants, waitlist
@@ -46,9 +46,9 @@ async def _screen_principal(request: web.Request, slug: str,
     if principal is None:
         raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
     if role is None:
-        raise web.HTTPNotFound()
+        raise not_found("no such restaurant, or it is not yours")
     if role not in roles:
-        raise web.HTTPForbidden()
+        raise forbidden(f"a {role} may not open this screen")
     return principal, rid, role
 
 

@@ -24,6 +24,7 @@ from handlers import (
     menu,
     orders,
     pages,
+    pairing,
     reservations,
     restaurants,
     staff,
@@ -45,7 +46,7 @@ from server.keys import (
     QUERY_LOG,
     OpenApi,
 )
-from server.middlewares import authenticate, errors, request_id
+from server.middlewares import authenticate, error_pages, errors, request_id
 from server.openapi import build_spec
 from server.querylog import QueryLog, count_queries
 from server.realtime.hub import Hub
@@ -57,7 +58,7 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard, docs, ws, pages)
+                 reservations, orders, kitchen, dashboard, docs, ws, pages, pairing)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -120,7 +121,7 @@ async def say_goodbye(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, count_queries, errors, authenticate,
+    app = web.Application(middlewares=[request_id, error_pages, count_queries, errors, authenticate,
                                        idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config

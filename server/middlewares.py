@@ -1,4 +1,4 @@
-"""Request id, errors to JSON, and authentication + tenancy + access: once, for every route."""
+"""Request id, errors to JSON (or a page for a screen), and authentication + tenancy + access: once, for every route."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +6,9 @@ import re
 import uuid
 from urllib.parse import urlsplit
 
+import aiohttp_jinja2
 import asyncpg
+import msgspec
 from aiohttp import web
 
 from server.auth import Access, Handler, access_of, bearer_token
@@ -88,6 +90,26 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                       request.get(REQUEST_ID))
         return error_response(500, "internal",
                               f"something went wrong on our side (request {request.get(REQUEST_ID)})")
+
+
+def _wants_page(request: web.Request) -> bool:
+    """A browser opening a screen (not the API, not a script's fetch) reads errors as a page."""
+    return not request.path.startswith("/api/") and "text/html" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one error shape, shown as a page to a person at a screen: same status, same words."""
+    response = await handler(request)
+    if response.status < 400 or response.content_type != "application/json" or not _wants_page(request):
+        return response
+    error = msgspec.json.decode(response.body)["error"]
+    page = aiohttp_jinja2.render_template("error.html", request, {
+        "status": response.status, "code": error["code"], "message": error["message"],
+        "request_id": request.get(REQUEST_ID)}, status=response.status)
+    if "Retry-After" in response.headers:
+        page.headers["Retry-After"] = response.headers["Retry-After"]
+    return page
 
 
 def _same_origin(request: web.Request) -> bool:

@@ -68,8 +68,8 @@ ORDER BY d.id LIMIT $2 + 1""")
 GET = f"SELECT {DEVICE_JSON}::text FROM {DEVICE_FROM} WHERE d.restaurant_id = $1 AND d.id = $2"
 
 INSERT = """
-INSERT INTO devices (restaurant_id, name, kind, role, token_hash, created_by)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO devices (restaurant_id, name, kind, role, token_hash, created_by, expected)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id"""
 
 REVOKE = """
@@ -95,15 +95,22 @@ async def list_devices(pool: asyncpg.Pool, restaurant_id: int, limit: int,
     return await fetch_page(pool, LIST, restaurant_id, limit, after)
 
 
+async def create(tx: events.Write, restaurant_id: int, body: DeviceIn,
+                 created_by: int | None, expected: bool = False) -> tuple[int, str]:
+    """Insert a device inside the caller's write and say so on the manager channel: (id, token)."""
+    token = new_token(DEVICE_PREFIX)
+    device_id = await tx.conn.fetchval(INSERT, restaurant_id, body.name, body.kind, body.role,
+                                       token_hash(token), created_by, expected)
+    tx.emit(restaurant_id, "manager", "device.registered",
+            {"device_id": device_id, "name": body.name, "kind": body.kind, "role": body.role})
+    return device_id, token
+
+
 async def register(pool: asyncpg.Pool, restaurant_id: int, body: DeviceIn,
                    created_by: int | None) -> tuple[RegisteredDevice, int]:
-    token = new_token(DEVICE_PREFIX)
     async with events.write(pool) as tx:
-        device_id = await tx.conn.fetchval(INSERT, restaurant_id, body.name, body.kind, body.role,
-                                           token_hash(token), created_by)
+        device_id, token = await create(tx, restaurant_id, body, created_by)
         raw = await device_json(tx.conn, restaurant_id, device_id)
-        tx.emit(restaurant_id, "manager", "device.registered",
-                {"device_id": device_id, "name": body.name, "kind": body.kind, "role": body.role})
     return RegisteredDevice(device=msgspec.json.decode(raw, type=Device), token=token), \
         tx.last_seq[restaurant_id]
 

@@ -71,6 +71,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/restaurants/{rid}/devices"): MANAGERS,
     ("DELETE", "/api/v1/restaurants/{rid}/devices/{device_id}"): MANAGERS,
     ("PATCH", "/api/v1/restaurants/{rid}/devices/{device_id}"): MANAGERS,
+    ("POST", "/api/v1/restaurants/{rid}/devices/pair"): MANAGERS,
     ("GET", "/api/v1/restaurants/{rid}/api-keys"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/api-keys"): MANAGERS,
     ("DELETE", "/api/v1/restaurants/{rid}/api-keys/{key_id}"): MANAGERS,
