@@ -10,6 +10,10 @@ const red = Number(screen.dataset.red);
 const canBump = screen.dataset.canBump === "yes";
 let selected = 0;
 const recallStack = [];
+const recallButton = document.getElementById("recall");
+const chimeButton = document.getElementById("chime");
+let audio = null;  // created on the tap that turns the chime on (browsers allow sound after a gesture)
+const FRESH_MS = 6000;  // how long a new ticket stands out
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -34,14 +38,20 @@ function card(ticket) {
   const items = element("ul");
   for (const item of ticket.items) {
     const line = element("li", `item ${item.status}`);
-    Object.assign(line.dataset, { item: item.id, name: item.name, qty: item.qty });
+    Object.assign(line.dataset, { item: item.id, name: item.name, qty: item.qty, status: item.status });
     line.append(element("b", "", `${item.qty}×`), document.createTextNode(` ${item.name}`));
     for (const modifier of item.modifiers) line.append(element("span", "mod", modifier.name));
     if (item.note) line.append(element("span", "note", item.note));
     items.append(line);
   }
   article.append(items);
-  article.addEventListener("click", () => select([...list.children].indexOf(article)));
+  if (canBump) {
+    const actions = element("div", "actions");
+    const start = element("button", "start", "Start");
+    start.hidden = ticket.status === "started";
+    actions.append(start, element("button", "bump", "Bump"));
+    article.append(actions);
+  }
   return article;
 }
 
@@ -76,7 +86,7 @@ function select(n) {
   cards().forEach((node, i) => node.classList.toggle("selected", i === selected));
 }
 
-function upsert(ticket) {
+function upsert(ticket, isNew = false) {
   const existing = list.querySelector(`.ticket[data-id="${ticket.id}"]`);
   if (ticket.status === "bumped") { existing?.remove(); renumber(); return; }
   const fresh = card(ticket);
@@ -85,8 +95,41 @@ function upsert(ticket) {
     const later = cards().find((node) => Number(node.dataset.id) > ticket.id);  // fire order
     list.insertBefore(fresh, later || null);
   }
+  if (isNew) announce(fresh);
   renumber();
   tick();
+}
+
+function announce(node) {
+  // A new ticket stands out for a few seconds, and chimes if the cook asked for it.
+  node.classList.add("fresh");
+  setTimeout(() => node.classList.remove("fresh"), FRESH_MS);
+  if (!audio) return;
+  const tone = audio.createOscillator();
+  const volume = audio.createGain();
+  tone.frequency.value = 880;
+  volume.gain.setValueAtTime(0.0001, audio.currentTime);
+  volume.gain.exponentialRampToValueAtTime(0.4, audio.currentTime + 0.02);
+  volume.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.6);
+  tone.connect(volume).connect(audio.destination);
+  tone.start();
+  tone.stop(audio.currentTime + 0.6);
+  screen.dataset.chimes = String(Number(screen.dataset.chimes) + 1);
+}
+
+function resumeChime(event) {
+  if (event.target !== chimeButton) setChime(true);
+}
+
+function setChime(on) {
+  document.removeEventListener("pointerdown", resumeChime);
+  document.removeEventListener("keydown", resumeChime);
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (on && !audio && Context) audio = new Context();
+  if (!on && audio) { audio.close(); audio = null; }
+  chimeButton.setAttribute("aria-pressed", String(Boolean(audio)));
+  chimeButton.textContent = audio ? "Chime on" : "Chime off";
+  localStorage.setItem("serveline.chime", audio ? "on" : "off");
 }
 
 function ours(channel) {
@@ -95,7 +138,7 @@ function ours(channel) {
 
 function onEvent(event) {
   if (!ours(event.channel)) return;
-  if (event.data.ticket) upsert(event.data.ticket);
+  if (event.data.ticket) upsert(event.data.ticket, event.name === "ticket.fired");
 }
 
 function onReset(snapshot) {
@@ -123,18 +166,51 @@ async function act(ticketId, action) {
   return response.ok;
 }
 
-document.addEventListener("keydown", async (key) => {
+async function bump(node) {
+  if (node && await act(node.dataset.id, "bump")) recallStack.push(node.dataset.id);
+  recallButton.disabled = recallStack.length === 0;
+}
+
+async function recall() {
+  const last = recallStack.pop();
+  if (last) await act(last, "recall");
+  recallButton.disabled = recallStack.length === 0;
+}
+
+if (canBump) {
+  document.addEventListener("keydown", async (key) => {
+    if (key.target.closest?.("button")) return;  // a focused button answers its own Enter/Space
+    if (key.key >= "1" && key.key <= "9") select(Number(key.key) - 1);
+    else if (key.key === "Enter" || key.key === " ") {
+      key.preventDefault();
+      await bump(cards()[selected]);
+    } else if (key.key === "r" || key.key === "R") await recall();
+  });
+  recallButton.addEventListener("click", recall);
+}
+
+list.addEventListener("click", async (click) => {
+  const node = click.target.closest(".ticket");
+  if (!node) return;
+  select(cards().indexOf(node));
   if (!canBump) return;
-  if (key.key >= "1" && key.key <= "9") select(Number(key.key) - 1);
-  else if (key.key === "Enter" || key.key === " ") {
-    key.preventDefault();
-    const node = cards()[selected];
-    if (node && await act(node.dataset.id, "bump")) recallStack.push(node.dataset.id);
-  } else if (key.key === "r" || key.key === "R") {
-    const last = recallStack.pop();
-    if (last) await act(last, "recall");
+  const line = click.target.closest("li.item");
+  if (click.target.closest("button.bump")) await bump(node);
+  else if (click.target.closest("button.start")) await act(node.dataset.id, "start");
+  else if (line && ["fired", "cooking"].includes(line.dataset.status)) {
+    const response = await fetch(
+      `/api/v1/restaurants/${rid}/kitchen/tickets/${node.dataset.id}/items/${line.dataset.item}/ready`,
+      { method: "POST", credentials: "same-origin" });
+    if (response.ok) upsert(await response.json());
   }
 });
+chimeButton.addEventListener("click", () => setChime(!audio));
+if (localStorage.getItem("serveline.chime") === "on") {
+  // Sound needs a gesture after a reload: the first tap or key anywhere turns it back on.
+  chimeButton.textContent = "Chime: tap to resume";
+  document.addEventListener("pointerdown", resumeChime);
+  document.addEventListener("keydown", resumeChime);
+}
 
 connectLive({
   rid, seq: screen.dataset.seq, epoch: screen.dataset.epoch,
