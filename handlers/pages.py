@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import msgspec
@@ -15,7 +17,7 @@ from server.auth import (HOSTS, KITCHEN, MANAGERS, SERVERS, SESSION_COOKIE, TICK
 from server.errors import ApiError, forbidden, not_found
 from server.identity import identify
 from server.keys import CONFIG, POOL
-from store import dashboard, devices, floor, kitchen, menu, restaurants, waitlist
+from store import dashboard, devices, floor, kitchen, menu, reservations, restaurants, waitlist
 from store.credentials import Principal
 
 routes = web.RouteTableDef()
@@ -112,14 +114,22 @@ async def kitchen_display(request: web.Request) -> dict[str, Any]:
 @public
 @aiohttp_jinja2.template("floor.html")
 async def host_stand(request: web.Request) -> dict[str, Any]:
-    """The floor map coloured by status, and the waitlist with notify and seat."""
+    """The floor map coloured by status, the waitlist with notify and seat, and today's reservations.
+
+    The lists are read after the seq, so the events replayed from it may repeat what they show;
+    the screen applies those in place, as it does live ones.
+    """
     principal, rid, _ = await _screen_principal(request, request.match_info["slug"], HOSTS)
     pool = request.app[POOL]
     tables, seq = await floor.list_tables(pool, rid, WHOLE_LIST, 0, None, None)
     parties, _ = await waitlist.list_parties(pool, rid, WHOLE_LIST, 0, "open")
     restaurant = await restaurants.get(pool, rid)
+    now = datetime.now(ZoneInfo(restaurant.timezone))
+    booked, _ = await reservations.list_reservations(pool, rid, WHOLE_LIST, None, now.date(), None)
     return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
-            "tables": msgspec.json.decode(tables.items), "parties": msgspec.json.decode(parties.items)}
+            "tables": msgspec.json.decode(tables.items), "parties": msgspec.json.decode(parties.items),
+            "reservations": msgspec.json.decode(booked.items, type=list[reservations.Reservation]),
+            "now": now}
 
 
 @routes.get("/r/{slug}/manager")

@@ -1,21 +1,61 @@
-// The host stand: a live floor map and the waitlist; seat a party by picking a table.
+// The host stand: a live floor map, the waitlist, and today's reservations on a timeline per
+// table. Seat a party or a booking by tapping it, then (when it needs one) a table.
 import { connectLive } from "./live.js";
 
 const screen = document.getElementById("screen");
 const rid = screen.dataset.rid;
 const svg = document.getElementById("floor");
 const list = document.getElementById("parties");
-let seating = null;  // the party being seated, while the host picks a table
+const timeline = document.getElementById("timeline");
+const lanes = document.getElementById("lanes");
+const card = document.getElementById("booking");
+let seating = null;  // { node, name, path, apply } of what is being seated, while the host picks a table
+
+const STATES = { booked: "○ booked", confirmed: "✓ confirmed", seated: "● seated", completed: "✔ done" };
+const WAITING = new Set(["booked", "confirmed"]);  // bookings that can still be seated
+const DAY = Date.parse(`${timeline.dataset.day}T00:00:00Z`);  // the restaurant's local day, as a UTC date
+const wallClock = new Intl.DateTimeFormat("en-GB", {
+  timeZone: timeline.dataset.zone, year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+});
 
 const minutesSince = (iso) => Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 60000));
+const twoDigits = (n) => String(n).padStart(2, "0");
+const hhmm = (minute) => `${twoDigits(Math.floor(minute / 60) % 24)}:${twoDigits(minute % 60)}`;
 
+// Wall-clock minutes after the restaurant's local midnight of today (past 1440 after midnight),
+// the scale the server renders the timeline on.
+function minuteOf(instant) {
+  const parts = Object.fromEntries(wallClock.formatToParts(instant).map((p) => [p.type, p.value]));
+  const date = Date.UTC(Number(parts.year), Number(parts.month) - 1, Number(parts.day));
+  return ((date - DAY) / 86400000) * 1440 + Number(parts.hour) * 60 + Number(parts.minute);
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;  // text, never markup
+  return node;
+}
+
+// POST to the API; answers [body, null] or [null, the server's reason].
 async function post(path, body) {
   const response = await fetch(`/api/v1/restaurants/${rid}${path}`, {
     method: "POST", credentials: "same-origin",
     headers: body ? { "Content-Type": "application/json" } : {},
     body: body ? JSON.stringify(body) : undefined,
   });
-  return response.ok ? response.json() : null;
+  const answer = await response.json().catch(() => null);
+  if (response.ok) return [answer, null];
+  return [null, answer?.error?.message ?? `the server answered ${response.status}`];
+}
+
+function flash(message) {
+  const problem = document.getElementById("problem");
+  problem.textContent = message;
+  problem.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => { problem.hidden = true; }, 8000);
 }
 
 function applyTable(table) {
@@ -30,30 +70,17 @@ function applyTable(table) {
 }
 
 function partyItem(party) {
-  const item = document.createElement("li");
-  item.className = `party ${party.status}`;
+  const item = element("li", `party ${party.status}`);
   Object.assign(item.dataset, { id: party.id, size: party.size, joined: party.joined_at,
                                 quoted: party.quoted_minutes ?? "" });
-  const line = document.createElement("div");
-  const name = document.createElement("strong");
-  name.className = "name";
-  name.textContent = party.name;  // text, never markup
-  const size = document.createElement("span");
-  size.className = "size";
-  size.textContent = party.size;
-  const wait = document.createElement("span");
-  wait.className = "wait";
-  line.append(name, " · ", size, " guests", wait);
-  const actions = document.createElement("div");
-  actions.className = "actions";
-  const notify = document.createElement("button");
-  notify.className = "notify";
-  notify.textContent = "Notify";
+  const line = element("div");
+  line.append(element("strong", "name", party.name), " · ", element("span", "size", party.size), " guests",
+              element("span", "wait"));
+  if (party.note) line.append(element("span", "note", party.note));
+  const actions = element("div", "actions");
+  const notify = element("button", "notify", "Notify");
   notify.disabled = party.status === "notified";
-  const seat = document.createElement("button");
-  seat.className = "seat";
-  seat.textContent = "Seat";
-  actions.append(notify, seat);
+  actions.append(notify, element("button", "seat", "Seat"));
   item.append(line, actions);
   return item;
 }
@@ -65,6 +92,125 @@ function applyParty(party) {
   else if (existing) existing.replaceWith(partyItem(party));
   else list.append(partyItem(party));
   refresh();
+}
+
+// --- Today's reservations -------------------------------------------------------------------
+
+function bookingBlock(booking) {
+  const block = element("button", `booking ${booking.status}`);
+  block.type = "button";
+  Object.assign(block.dataset, {
+    id: booking.id, version: booking.version, status: booking.status, table: booking.table_id ?? "",
+    size: booking.size, start: booking.starts_at, end: booking.ends_at, phone: booking.phone ?? "",
+    note: booking.note,
+  });
+  const size = element("span", "size", booking.size);
+  size.title = `${booking.size} guests`;
+  const line = element("span", "line");
+  line.append(element("b", "name", booking.name), size);
+  const facts = element("span", "facts");
+  facts.append(element("span", "when", hhmm(minuteOf(Date.parse(booking.starts_at)))), " · ",
+               element("span", "state", STATES[booking.status]));
+  block.append(line, facts);
+  return block;
+}
+
+// The timeline's row of a table (or of bookings without one), made in the map's table order.
+function rowOf(tableId) {
+  const key = String(tableId ?? "");
+  const existing = lanes.querySelector(`.row[data-table="${key}"]`);
+  if (existing) return existing;
+  const tables = [...svg.querySelectorAll(".table")];
+  const table = tables.find((t) => t.dataset.id === key);
+  const rank = (k) => {  // bookings without a table first, then the map's order, unknown tables last
+    const at = tables.findIndex((t) => t.dataset.id === k);
+    return k === "" ? -1 : at < 0 ? tables.length : at;
+  };
+  const row = element("div", "row");
+  row.dataset.table = key;
+  const who = element("div", "who");
+  who.append(element("b", "", table ? table.dataset.label : key ? `#${key}` : "No table"),
+             element("small", "", table ? `${table.dataset.seats} seats` : "to assign"));
+  row.append(who, element("div", "track"));
+  const after = [...lanes.querySelectorAll(".row")].find((r) => rank(r.dataset.table) > rank(key));
+  lanes.insertBefore(row, after ?? document.getElementById("now"));
+  return row;
+}
+
+// Put one booking where it belongs now: its table's row in start order, or off the timeline.
+function placeBooking(booking) {
+  const existing = lanes.querySelector(`.booking[data-id="${booking.id}"]`);
+  if (existing && Number(existing.dataset.version) > booking.version) return;  // an older step, replayed
+  const before = existing?.closest(".row");
+  existing?.remove();
+  const start = minuteOf(Date.parse(booking.starts_at));
+  if (STATES[booking.status] && start >= 0 && start < 1440) {
+    const track = rowOf(booking.table_id).querySelector(".track");
+    const later = [...track.children].find((b) => Date.parse(b.dataset.start) > Date.parse(booking.starts_at));
+    track.insertBefore(bookingBlock(booking), later ?? null);  // start order packs overlaps into lanes
+  }
+  if (before && !before.querySelector(".booking")) before.remove();
+}
+
+function applyBooking(booking) {
+  placeBooking(booking);
+  layout();
+  if (card.open && card.dataset.id === String(booking.id)) {
+    const block = lanes.querySelector(`.booking[data-id="${booking.id}"]`);
+    if (block) showCard(block);
+    else card.close();
+  }
+}
+
+// Span the service hours and every booking in whole hours; place blocks on 5-minute columns.
+function layout() {
+  const blocks = [...lanes.querySelectorAll(".booking")];
+  const spans = blocks.map((b) => [minuteOf(Date.parse(b.dataset.start)), minuteOf(Date.parse(b.dataset.end))]);
+  const first = Math.floor(Math.min(Number(timeline.dataset.opens), ...spans.map((s) => s[0])) / 60) * 60;
+  const last = Math.ceil(Math.max(Number(timeline.dataset.closes), ...spans.map((s) => s[1])) / 60) * 60;
+  Object.assign(lanes.dataset, { first, last });
+  lanes.style.setProperty("--span", last - first);
+  lanes.style.setProperty("--slots", (last - first) / 5);
+  blocks.forEach((block, n) => {
+    const from = Math.floor((spans[n][0] - first) / 5) + 1;
+    block.style.gridColumn = `${from} / ${Math.max(from + 1, Math.floor((spans[n][1] - first + 4) / 5) + 1)}`;
+  });
+  const hours = document.getElementById("hours");
+  hours.replaceChildren();
+  for (let hour = first; hour < last; hour += 60) {
+    const tick = element("span", "", hhmm(hour));
+    tick.style.setProperty("--at", hour - first);
+    hours.append(tick);
+  }
+  const guests = blocks.reduce((sum, b) => sum + Number(b.dataset.size), 0);
+  const count = (states) => blocks.filter((b) => states.includes(b.dataset.status)).length;
+  document.getElementById("tally").textContent =
+    `${blocks.length} booking${blocks.length === 1 ? "" : "s"} · ${guests} guest${guests === 1 ? "" : "s"}` +
+    ` · ${count(["seated"])} seated · ${count(["booked", "confirmed"])} to come`;
+  document.getElementById("no-bookings").hidden = blocks.length > 0;
+  refreshTimeline();
+}
+
+// The "now" line, and bookings not seated by their time marked late (in words, not only colour).
+function refreshTimeline() {
+  const now = minuteOf(Date.now());
+  const first = Number(lanes.dataset.first);
+  const line = document.getElementById("now");
+  line.hidden = now < first || now > Number(lanes.dataset.last);
+  line.style.setProperty("--at", now - first);
+  const tag = line.querySelector(".now-tag");
+  tag.textContent = hhmm(now);
+  const covered = line.hidden ? null : tag.getBoundingClientRect();
+  for (const hour of document.getElementById("hours").children) {  // the tag hides the hour under it
+    const box = hour.getBoundingClientRect();
+    hour.style.visibility = covered && box.left < covered.right + 4 && box.left + hour.scrollWidth > covered.left - 4
+      ? "hidden" : "";
+  }
+  for (const block of lanes.querySelectorAll(".booking")) {
+    const late = WAITING.has(block.dataset.status) ? now - minuteOf(Date.parse(block.dataset.start)) : 0;
+    block.classList.toggle("late", late > 0);
+    block.querySelector(".state").textContent = late > 0 ? `⚠ ${late} min late` : STATES[block.dataset.status];
+  }
 }
 
 function refresh() {
@@ -81,32 +227,102 @@ function refresh() {
   }
   document.getElementById("waiting").textContent = parties.length;
   document.getElementById("nobody").hidden = parties.length > 0;
+  refreshTimeline();
 }
 
-function pick(party) {
-  seating = party;
-  screen.classList.toggle("picking", Boolean(party));
-  document.getElementById("hint").hidden = !party;
-  if (party) document.getElementById("hint-name").textContent = party.querySelector(".name").textContent;
+// --- Seating --------------------------------------------------------------------------------
+
+function pick(target) {
+  seating?.node.classList.remove("picked");
+  target?.node.classList.add("picked");
+  seating = target;
+  screen.classList.toggle("picking", Boolean(target));
+  document.getElementById("hint").hidden = !target;
+  if (target) document.getElementById("hint-name").textContent = target.name;
+}
+
+const tableLabel = (id) => svg.querySelector(`.table[data-id="${id}"]`)?.dataset.label ?? `#${id}`;
+
+function showCard(block) {
+  const { id, table, size, note, phone, status } = block.dataset;
+  const name = block.querySelector(".name").textContent;
+  const [start, end] = [minuteOf(Date.parse(block.dataset.start)), minuteOf(Date.parse(block.dataset.end))];
+  card.dataset.id = id;
+  document.getElementById("booking-name").textContent = name;
+  document.getElementById("booking-facts").textContent =
+    `${hhmm(start)}–${hhmm(end)} · ${size} guests · ${table ? `table ${tableLabel(table)}` : "no table yet"}`;
+  document.getElementById("booking-state").textContent = block.querySelector(".state").textContent;
+  for (const [field, text] of [["note", note], ["phone", phone]]) {
+    const node = document.getElementById(`booking-${field}`);
+    node.textContent = text;
+    node.hidden = !text;
+  }
+  document.getElementById("booking-error").hidden = true;
+  const seat = document.getElementById("seat-booked");
+  seat.hidden = !WAITING.has(status);
+  seat.textContent = table ? `Seat at ${tableLabel(table)}` : "Seat · pick a table";
+  document.getElementById("seat-elsewhere").hidden = !WAITING.has(status) || !table;
+  if (!card.open) card.showModal();
+}
+
+function pickForBooking() {
+  const block = lanes.querySelector(`.booking[data-id="${card.dataset.id}"]`);
+  card.close();
+  if (block) pick({ node: block, name: block.querySelector(".name").textContent, apply: applyBooking,
+                    path: `/reservations/${block.dataset.id}/seat` });
 }
 
 list.addEventListener("click", async (click) => {
   const party = click.target.closest(".party");
   if (!party) return;
   if (click.target.classList.contains("notify")) {
-    const updated = await post(`/waitlist/${party.dataset.id}/notify`);
+    const [updated, problem] = await post(`/waitlist/${party.dataset.id}/notify`);
     if (updated) applyParty(updated);
-  } else if (click.target.classList.contains("seat")) pick(party);
+    else flash(`Could not notify: ${problem}`);
+  } else if (click.target.classList.contains("seat")) {
+    pick({ node: party, name: party.querySelector(".name").textContent, apply: applyParty,
+           path: `/waitlist/${party.dataset.id}/seat` });
+  }
 });
 
 svg.addEventListener("click", async (click) => {
   const table = click.target.closest(".table");
   if (!table || !seating) return;
-  const updated = await post(`/waitlist/${seating.dataset.id}/seat`, { table_id: Number(table.dataset.id) });
+  const target = seating;
   pick(null);
-  if (updated) applyParty(updated);
+  const [updated, problem] = await post(target.path, { table_id: Number(table.dataset.id) });
+  if (updated) target.apply(updated);
+  else flash(`Could not seat ${target.name} at ${table.dataset.label}: ${problem}`);
 });
 
+svg.addEventListener("keydown", (key) => {
+  if (key.key === "Enter" || key.key === " ") key.target.closest(".table")?.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+});
+
+lanes.addEventListener("click", (click) => {
+  const block = click.target.closest(".booking");
+  if (block) showCard(block);
+});
+
+document.getElementById("seat-booked").addEventListener("click", async () => {
+  const block = lanes.querySelector(`.booking[data-id="${card.dataset.id}"]`);
+  if (!block) return card.close();
+  if (!block.dataset.table) return pickForBooking();
+  const [updated, problem] = await post(`/reservations/${block.dataset.id}/seat`);
+  if (updated) {
+    card.close();
+    applyBooking(updated);
+  } else {
+    const error = document.getElementById("booking-error");
+    error.textContent = `Could not seat: ${problem}.`;
+    error.hidden = false;
+  }
+});
+document.getElementById("seat-elsewhere").addEventListener("click", pickForBooking);
+document.getElementById("booking-close").addEventListener("click", () => card.close());
+card.addEventListener("click", (click) => { if (click.target === card) card.close(); });  // the backdrop
+document.getElementById("problem").addEventListener("click", (click) => { click.currentTarget.hidden = true; });
+document.getElementById("cancel-pick").addEventListener("click", () => pick(null));
 document.addEventListener("keydown", (key) => { if (key.key === "Escape") pick(null); });
 
 connectLive({
@@ -114,13 +330,22 @@ connectLive({
   onEvent: (event) => {
     if (event.data.table) applyTable(event.data.table);
     if (event.data.party) applyParty(event.data.party);
+    if (event.data.reservation) applyBooking(event.data.reservation);
   },
   onReset: (snapshot) => {
     snapshot.tables.forEach(applyTable);
     list.replaceChildren(...snapshot.waitlist.map(partyItem));
+    lanes.querySelectorAll(".row").forEach((row) => row.remove());
+    snapshot.reservations.forEach(placeBooking);
+    layout();
     refresh();
   },
   onState: (online) => { document.getElementById("offline").hidden = online; },
 });
+layout();
 refresh();
-setInterval(refresh, 30000);
+setInterval(() => {
+  const newDay = minuteOf(Date.now()) >= 1440;  // past local midnight: load the new day's bookings
+  if (newDay && !seating && !card.open) location.reload();
+  else refresh();
+}, 30000);
