@@ -136,13 +136,21 @@ async def host_stand(request: web.Request) -> dict[str, Any]:
 @public
 @aiohttp_jinja2.template("manager.html")
 async def manager_screen(request: web.Request) -> dict[str, Any]:
-    """Today's numbers, the devices and their lag, and the menu's 86 toggles."""
+    """Today's numbers and hour-by-hour charts, alerts, the devices and the menu's 86 toggles."""
     principal, rid, _ = await _screen_principal(request, request.match_info["slug"], MANAGERS)
     pool = request.app[POOL]
     numbers, seq = await dashboard.today(pool, rid)
+    day, _ = await dashboard.hourly(pool, rid, None)
     tree, _ = await menu.get_menu(pool, rid)
     screens, _ = await devices.list_devices(pool, rid, WHOLE_LIST, 0)
     restaurant = await restaurants.get(pool, rid)
+    hourly = msgspec.json.decode(day)
+    # The charts span the service hours and every hour with something in it (manager.js
+    # reloads the page when an hour outside them fills).
+    start, end = int(restaurant.settings.service_start[:2]), int(restaurant.settings.service_end[:2])
+    busy = [h["hour"] for h in hourly["hours"] if h["covers"] or h["tickets"]]
+    first, last = min([start, *busy]), max([end if end > start else 23, *busy])
     return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
             "numbers": msgspec.json.decode(numbers), "menu": msgspec.json.decode(tree),
-            "devices": msgspec.json.decode(screens.items)}
+            "devices": msgspec.json.decode(screens.items), "hourly": hourly,
+            "chart_hours": hourly["hours"][first:last + 1], "settings": restaurant.settings}

@@ -20,6 +20,7 @@ R = "/api/v1/restaurants/{rid}"
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/restaurants/{rid}"): ALL,
     ("PATCH", "/api/v1/restaurants/{rid}"): MANAGERS,
+    ("GET", R + "/settings"): ALL,
     ("GET", R + "/areas"): FRONT,
     ("POST", R + "/areas"): MANAGERS,
     ("GET", R + "/tables"): FRONT,
@@ -62,6 +63,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", R + "/kitchen/tickets/{ticket_id}/recall"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/items/{item_id}/ready"): KITCHEN,
     ("GET", R + "/dashboard"): MANAGERS,
+    ("GET", R + "/dashboard/hourly"): MANAGERS,
     ("GET", R + "/ws"): ALL,
     ("GET", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
