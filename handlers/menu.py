@@ -1,11 +1,15 @@
 """The menu: the whole tree in one read, categories, items, and 86'ing."""
 from __future__ import annotations
 
+from functools import partial
+
+import asyncpg
 from aiohttp import web
 
 from server.auth import ANY_ROLE, KITCHEN, MANAGERS, requires
-from server.http import decode, expected_version, json_response, path_id, seq_headers, written
-from server.keys import POOL, RESTAURANT_ID
+from server.cache import MENU
+from server.http import decode, expected_version, path_id, written
+from server.keys import CACHE, POOL, RESTAURANT_ID
 from server.openapi import documented
 from store import menu
 
@@ -17,8 +21,14 @@ BASE = "/api/v1/restaurants/{rid}/menu"
 @requires(ANY_ROLE, scope="read")
 @documented(returns=menu.Menu)
 async def get_menu(request: web.Request) -> web.Response:
-    tree, seq = await menu.get_menu(request.app[POOL], request[RESTAURANT_ID])
-    return json_response(tree, headers=seq_headers(seq))
+    """The whole tree, from the response cache (ETag; 304 on If-None-Match)."""
+    rid = request[RESTAURANT_ID]
+    return await request.app[CACHE].answer(request, rid, MENU, "", partial(menu_body, request.app[POOL], rid))
+
+
+async def menu_body(pool: asyncpg.Pool, rid: int) -> tuple[bytes, int]:
+    tree, seq = await menu.get_menu(pool, rid)
+    return bytes(tree), seq
 
 
 @routes.post(BASE + "/categories")

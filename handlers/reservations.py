@@ -6,8 +6,10 @@ from datetime import date, datetime
 from aiohttp import web
 
 from server.auth import FRONT_OF_HOUSE, HOSTS, requires
+from server.cache import AVAILABILITY
 from server.http import (
     decode,
+    encode,
     expected_version,
     json_response,
     page_limit,
@@ -18,7 +20,7 @@ from server.http import (
     query_int,
     written,
 )
-from server.keys import POOL, RESTAURANT_ID
+from server.keys import CACHE, POOL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
 from store import reservations
 from store.pages import Key, decode_cursor
@@ -96,5 +98,9 @@ async def seat_reservation(request: web.Request) -> web.Response:
 async def availability(request: web.Request) -> web.Response:
     day = query_date(request, "date", required=True)
     size = query_int(request, "size", low=1, high=100, required=True)
-    return json_response(await reservations.availability(request.app[POOL], request[RESTAURANT_ID],
-                                                         day, size))
+    rid = request[RESTAURANT_ID]
+
+    async def compute() -> tuple[bytes, int]:
+        slots, seq = await reservations.availability(request.app[POOL], rid, day, size)
+        return encode(slots), seq
+    return await request.app[CACHE].answer(request, rid, AVAILABILITY, f"{day}:{size}", compute)

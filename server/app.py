@@ -1,6 +1,9 @@
 """create_app(config): the one place the application is put together (tests call it too)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import secrets
 from pathlib import Path
@@ -32,10 +35,12 @@ from handlers import (
     ws,
 )
 from server.auth import LoginThrottle, Passwords
+from server.cache import MENU, SETTINGS, ResponseCache, own_writes
 from server.config import Config
 from server.housekeeping import housekeeping
 from server.idempotency import idempotent_posts
 from server.keys import (
+    CACHE,
     CONFIG,
     DEMO_PASSWORD,
     HUB,
@@ -51,6 +56,7 @@ from server.openapi import build_spec
 from server.querylog import QueryLog, count_queries
 from server.realtime.hub import Hub
 from server.realtime.presence import presence
+from store import restaurants as restaurant_store
 from store.migrate import apply_migrations
 from store.pool import create_pool
 from store.seed import seed_demo_if_empty
@@ -114,6 +120,32 @@ async def realtime(app: web.Application) -> AsyncIterator[None]:
     await app[HUB].stop()
 
 
+async def warm_caches(app: web.Application) -> None:
+    """Each restaurant's menu and settings, read once at start-up in the background."""
+    pool, cache = app[POOL], app[CACHE]
+    try:
+        await cache.until_synced()
+        for rid in await restaurant_store.all_ids(pool):
+            await cache.warm(rid, MENU, "", functools.partial(menu.menu_body, pool, rid))
+            await cache.warm(rid, SETTINGS, "", functools.partial(restaurants.settings_body, pool, rid))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning("cache warming stopped (%s); reads will fill the cache", error)
+
+
+async def caching(app: web.Application) -> AsyncIterator[None]:
+    """The response cache, told by the hub's event stream what each commit changed."""
+    cache = app[CACHE] = ResponseCache(app[CONFIG].cache_url)
+    await cache.start(app[POOL])
+    app[HUB].on_commit.append(cache.changed)
+    app[HUB].on_gap.append(cache.lost_track)
+    warming = asyncio.create_task(warm_caches(app))  # readiness does not wait for it
+    yield
+    warming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warming
+    await cache.close()
+
+
 async def say_goodbye(app: web.Application) -> None:
     """On shutdown, before waiting for handlers: ask every socket to reconnect elsewhere, later."""
     if HUB in app:
@@ -122,7 +154,7 @@ async def say_goodbye(app: web.Application) -> None:
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[request_id, error_pages, count_queries, errors, authenticate,
-                                       idempotent_posts],
+                                       own_writes, idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[QUERY_LOG] = QueryLog(config.slow_query_ms)
@@ -131,6 +163,7 @@ def create_app(config: Config) -> web.Application:
                                         config.login_failures_before_delay)
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(realtime)
+    app.cleanup_ctx.append(caching)
     app.cleanup_ctx.append(housekeeping)
     app.cleanup_ctx.append(presence)
     app.on_shutdown.append(say_goodbye)

@@ -21,6 +21,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     reuse_port: bool = False
     data_dir: str = "var"
     database_url: str | None = None
+    cache_url: str | None = None
     pool_min: int = 2
     pool_max: int = 10
     statement_timeout_ms: int = 10_000
@@ -54,6 +55,7 @@ HELP: dict[str, str] = {
     "reuse_port": "listen with SO_REUSEPORT (set for each worker when --workers > 1)",
     "data_dir": "folder for the embedded PostgreSQL data and the instance lock",
     "database_url": "PostgreSQL URL; without it an embedded PostgreSQL runs under the data dir",
+    "cache_url": "redis://… to share the response cache between instances; without it, in memory",
     "pool_min": "smallest number of PostgreSQL connections kept open",
     "pool_max": "largest number of PostgreSQL connections",
     "statement_timeout_ms": "longest a single SQL statement may run",
@@ -80,8 +82,11 @@ HELP: dict[str, str] = {
 }
 
 
+UNPREFIXED = frozenset({"database_url", "cache_url"})  # the names operators already use
+
+
 def env_name(field: str) -> str:
-    return "DATABASE_URL" if field == "database_url" else ENV_PREFIX + field.upper()
+    return field.upper() if field in UNPREFIXED else ENV_PREFIX + field.upper()
 
 
 def _parse_bool(text: str) -> bool:

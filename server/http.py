@@ -13,6 +13,7 @@ from store import pages
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
+encode = _encoder.encode
 _decoders: dict[Any, msgspec.json.Decoder] = {}
 
 

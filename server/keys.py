@@ -12,6 +12,7 @@ from server.config import Config
 from store.credentials import Principal
 
 if TYPE_CHECKING:
+    from server.cache import ResponseCache
     from server.querylog import QueryLog
     from server.realtime.hub import Hub
 
@@ -25,6 +26,7 @@ CONFIG = web.AppKey("config", Config)
 OPENAPI = web.AppKey("openapi", OpenApi)
 QUERY_LOG: web.AppKey[QueryLog] = web.AppKey("query_log")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+CACHE: web.AppKey[ResponseCache] = web.AppKey("cache")
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)

@@ -291,9 +291,10 @@ async def seat(pool: asyncpg.Pool, rid: int, reservation_id: int, table_id: int 
     return raw, tx.last_seq[rid]
 
 
-async def availability(pool: asyncpg.Pool, rid: int, day: date, size: int) -> Availability:
+async def availability(pool: asyncpg.Pool, rid: int, day: date, size: int) -> tuple[Availability, int]:
+    """Open slots, and a seq the answer is at least as new as (read before the slots)."""
     from zoneinfo import ZoneInfo
-    settings, zone = await restaurants.settings_of(pool, rid)
+    settings, zone, seq = await restaurants.settings_at(pool, rid)
     minutes = settings.duration_for(size)
     tz = ZoneInfo(zone)
     opens = datetime.combine(day, time.fromisoformat(settings.service_start), tz)
@@ -304,4 +305,4 @@ async def availability(pool: asyncpg.Pool, rid: int, day: date, size: int) -> Av
     rows = await pool.fetch(AVAILABILITY, rid, opens, last_start, settings.slot_minutes, minutes, size)
     return Availability(date=day, size=size, duration_min=minutes,
                         items=[Slot(starts_at=r["starts_at"], table_ids=list(r["table_ids"]))
-                               for r in rows])
+                               for r in rows]), seq

@@ -74,7 +74,18 @@ UPDATE restaurants SET name = coalesce($2, name), timezone = coalesce($3, timezo
 WHERE id = $1 AND ($6::int IS NULL OR version = $6)
 RETURNING id"""
 
-SETTINGS = "SELECT settings, timezone FROM restaurants WHERE id = $1"
+SETTINGS = "SELECT settings, timezone, seq FROM restaurants WHERE id = $1"
+
+ALL_IDS = "SELECT id FROM restaurants ORDER BY id"
+
+
+class SettingsOut(msgspec.Struct, frozen=True):
+    """What every device of the restaurant reads at start: name, zone, currency, settings."""
+    name: str
+    timezone: str
+    currency: str
+    settings: Settings
+    version: int
 
 
 def _restaurant(row: asyncpg.Record) -> Restaurant:
@@ -88,8 +99,19 @@ async def get(pool: asyncpg.Pool, restaurant_id: int) -> Restaurant | None:
 
 async def settings_of(conn: asyncpg.Connection | asyncpg.Pool, restaurant_id: int) -> tuple[Settings, str]:
     """The restaurant's settings (defaults filled in) and time zone."""
+    settings, zone, _ = await settings_at(conn, restaurant_id)
+    return settings, zone
+
+
+async def settings_at(conn: asyncpg.Connection | asyncpg.Pool,
+                      restaurant_id: int) -> tuple[Settings, str, int]:
+    """Settings, time zone, and the seq they were read at (what follows reads is at least as new)."""
     row = await conn.fetchrow(SETTINGS, restaurant_id)
-    return msgspec.convert(row["settings"], Settings), row["timezone"]
+    return msgspec.convert(row["settings"], Settings), row["timezone"], row["seq"]
+
+
+async def all_ids(pool: asyncpg.Pool) -> list[int]:
+    return [row["id"] for row in await pool.fetch(ALL_IDS)]
 
 
 async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,

@@ -62,10 +62,23 @@ async def test_menu_items_carry_price_station_and_modifiers_in_order(client, bas
     assert item_named(menu, "Tiramisu")["modifiers"] == []
 
 
-async def test_menu_answer_carries_the_restaurant_seq_header(client, db, rid, base, tokens):
-    response = await client.get(base, headers=bearer(await tokens("host")))
+async def test_menu_answer_carries_the_seq_it_was_read_at(client, db, rid, base, tokens):
+    host = bearer(await tokens("host"))
+    response = await client.get(base, headers=host)
     assert response.status == 200
-    assert response.headers["X-Serveline-Seq"] == str(await seq_of(db, rid))
+    # Cached: the seq the tree was read at, no newer than the restaurant's, and no menu
+    # event after it (sign-ins happened since; they do not change the menu).
+    seq = int(response.headers["X-Serveline-Seq"])
+    assert seq <= await seq_of(db, rid)
+    assert not await db.fetchval("SELECT count(*) FROM events WHERE restaurant_id = $1 "
+                                 "AND channel = 'menu' AND seq > $2", rid, seq)
+    eighty_six = await client.post(base + f"/items/{item_named(await response.json(), 'Fries')['id']}"
+                                   "/availability", json={"available": False},
+                                   headers=bearer(await tokens("kitchen")))
+    written = int(eighty_six.headers["X-Serveline-Seq"])
+    after = await client.get(base, headers=host)
+    assert int(after.headers["X-Serveline-Seq"]) >= written
+    assert item_named(await after.json(), "Fries")["available"] is False
 
 
 async def test_another_restaurants_menu_is_404(client, restaurant_ids, tokens):

@@ -98,6 +98,15 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     ids["device_id"] = device["device"]["id"]
     await call("GET", R + "/devices", owner, ids=ids)
     await call("PATCH", R + "/devices/{device_id}", owner, ids=ids, json={"expected": True})
+    shown = await (await client.get("/pair", headers={"Accept": "text/html"})).text()
+    code = re.search(r'id="code">([A-Z0-9-]{7})<', shown).group(1)
+    await call("POST", R + "/devices/pair", owner, 201, ids=ids,
+               json={"code": code, "name": "Expo", "screen": "expo"})
+    await call("POST", R + "/devices/pair", owner, 409, ids=ids,
+               json={"code": code, "name": "Expo", "screen": "expo"})
+    await call("GET", R + "/settings", host, ids=ids)
+    await call("GET", "/api/health/cache", owner)
+    await call("POST", "/api/health/cache/clear", owner, json={"namespace": f"r{rid}:menu"})
     await call("DELETE", R + "/devices/{device_id}", owner, ids=ids)
     key = await call("POST", R + "/api-keys", owner, 201, ids=ids, json={"name": "Books", "scopes": ["read"]})
     ids["key_id"] = key["api_key"]["id"]
@@ -183,6 +192,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("POST", R + "/orders/{order_id}/close", server, ids=ids,
                json={"payment": {"method": "cash", "amount_minor": 10_000}})
     await call("GET", R + "/dashboard", owner, ids=ids)
+    await call("GET", R + "/dashboard/hourly", owner, ids=ids)
     await call("POST", R + "/orders", server, 422, ids=ids, json={"items": [{"menu_item_id": 10**9}]})
     await call("POST", "/api/v1/auth/logout", bearer(login["token"]), 204)
     sock = await client.ws_connect(R.format(rid=rid) + "/ws", headers=owner)  # 101, then the protocol

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Callable
 
 import asyncpg
 
@@ -53,6 +53,10 @@ class Hub:
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._listen_lost = asyncio.Event()
+        # Others following the stream (the response cache): told of each commit's families,
+        # and of gaps, when the LISTEN connection was away and commits may have been missed.
+        self.on_commit: list[Callable[[int, int, frozenset[str] | None], None]] = []
+        self.on_gap: list[Callable[[], None]] = []
 
     # Lifetime ---------------------------------------------------------------
 
@@ -89,6 +93,12 @@ class Hub:
 
     # The LISTEN connection ----------------------------------------------------
 
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is open, so commits wake the rooms (the ops page)."""
+        return (self._listener is not None and not self._listener.is_closed()
+                and not self._listen_lost.is_set())
+
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self.dsn, server_settings={"application_name": LISTEN_NAME})
         conn.add_termination_listener(lambda _: self._listen_lost.set())
@@ -107,13 +117,18 @@ class Hub:
                     break
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     await asyncio.sleep(RETRY_SECONDS)
+            for follower in self.on_gap:
+                follower()
             for room in list(self.rooms.values()):  # catch up on whatever we slept through
                 self.wake(room)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        rid, _, seq = payload.partition(":")
-        room = self.rooms.get(int(rid))
-        if room is not None and int(seq) > room.delivered:
+        rid, seq, families = (payload.split(":", 2) + [""])[:3]
+        restaurant_id, last = int(rid), int(seq)
+        for follower in self.on_commit:
+            follower(restaurant_id, last, frozenset(families.split(",")) if families else None)
+        room = self.rooms.get(restaurant_id)
+        if room is not None and last > room.delivered:
             self.wake(room)
 
     # Rooms ------------------------------------------------------------------
