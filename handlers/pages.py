@@ -150,7 +150,9 @@ async def manager_screen(request: web.Request) -> dict[str, Any]:
     start, end = int(restaurant.settings.service_start[:2]), int(restaurant.settings.service_end[:2])
     busy = [h["hour"] for h in hourly["hours"] if h["covers"] or h["tickets"]]
     first, last = min([start, *busy]), max([end if end > start else 23, *busy])
+    carte = msgspec.json.decode(tree)
     return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
-            "numbers": msgspec.json.decode(numbers), "menu": msgspec.json.decode(tree),
+            "numbers": msgspec.json.decode(numbers), "menu": carte,
+            "stations": sorted({item["station"] for c in carte["categories"] for item in c["items"]}),
             "devices": msgspec.json.decode(screens.items), "hourly": hourly,
             "chart_hours": hourly["hours"][first:last + 1], "settings": restaurant.settings}

@@ -50,3 +50,29 @@ async def test_a_screen_that_is_not_allowed_gets_a_page_not_json(browser, client
     assert missing.status == 404
     assert "No such route." in await page.locator("h1").inner_text()
     await page.screenshot(path=str(SHOTS / "error-ipad.png"))
+
+
+async def test_a_manager_pairs_a_screen_from_the_manager_screen(browser, client):
+    from screens import sign_in
+    from conftest import PASSWORD
+    url = str(client.make_url(""))
+    wall = await browser.new_page(viewport={"width": SIZES["wall"][0], "height": SIZES["wall"][1]})
+    await wall.goto(url + "/pair")
+    code = await wall.locator("#code").inner_text()
+
+    manager = await browser.new_page(viewport={"width": SIZES["ipad"][0], "height": SIZES["ipad"][1]})
+    await sign_in(manager, url, "manager@demo.test", PASSWORD, "/r/demo/manager")
+    await manager.fill("#pair input[name=code]", "nope-00")
+    await manager.fill("#pair input[name=name]", "Fry screen")
+    await manager.select_option("#pair select[name=screen]", "kitchen:fry")
+    await manager.click("#pair button[type=submit]")
+    await manager.locator("#pair-result.error").wait_for()
+    assert "No screen is showing the code" in await manager.locator("#pair-result").inner_text()
+
+    await manager.fill("#pair input[name=code]", code.lower())
+    await manager.click("#pair button[type=submit]")
+    await manager.locator("#pair-result.ok").wait_for()
+    await manager.locator("#devices td", has_text="Fry screen").wait_for(timeout=10_000)
+    await wall.wait_for_url("**/r/demo/kitchen?station=fry", timeout=10_000)
+    await manager.locator("section[aria-label='Pair a screen']").screenshot(
+        path=str(SHOTS / "manager-pair-ipad.png"))

@@ -246,4 +246,22 @@ connectLive({
   onState: (online) => { document.getElementById("offline").hidden = online; },
 });
 setInterval(refreshDevices, 15000);
+
+document.getElementById("pair").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  const form = submit.target;
+  const [screenName, station] = form.screen.value.split(":");
+  const body = { code: form.code.value, name: form.name.value, screen: screenName, expected: form.expected.checked };
+  if (station) body.station = station;
+  const response = await api("/devices/pair", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  const result = document.getElementById("pair-result");
+  result.hidden = false;
+  result.className = response.ok ? "ok" : "error";
+  result.textContent = response.ok ? `Paired “${answer.device.name}”: the screen opens ${answer.screen} now.`
+    : answer.error.message.charAt(0).toUpperCase() + answer.error.message.slice(1) + ".";
+  if (response.ok) { form.reset(); refreshDevices(); }
+});
 setInterval(refreshNumbers, CLOCK_EVERY_MS);
