@@ -6,8 +6,9 @@ from datetime import date
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
-from server.http import json_response, query_date, seq_headers
-from server.keys import POOL, RESTAURANT_ID
+from server.cache import DASHBOARD
+from server.http import query_date
+from server.keys import CACHE, POOL, RESTAURANT_ID
 from server.openapi import Query, documented
 from store import dashboard
 
@@ -18,8 +19,13 @@ routes = web.RouteTableDef()
 @requires(MANAGERS, scope="read")
 @documented(returns=dashboard.Dashboard)
 async def get_dashboard(request: web.Request) -> web.Response:
-    numbers, seq = await dashboard.today(request.app[POOL], request[RESTAURANT_ID])
-    return json_response(numbers, headers=seq_headers(seq))
+    """Cached for at most 30 s (time alone moves "minutes late"); any event refreshes it."""
+    rid = request[RESTAURANT_ID]
+
+    async def compute() -> tuple[bytes, int]:
+        numbers, seq = await dashboard.today(request.app[POOL], rid)
+        return bytes(numbers), seq
+    return await request.app[CACHE].answer(request, rid, DASHBOARD, "today", compute)
 
 
 @routes.get("/api/v1/restaurants/{rid}/dashboard/hourly")
@@ -28,6 +34,10 @@ async def get_dashboard(request: web.Request) -> web.Response:
             query=(Query("date", date, description="the restaurant's local day (default today)"),))
 async def get_hourly(request: web.Request) -> web.Response:
     """Covers seated and ticket times (fire → bump) per hour of the restaurant's day."""
-    hours, seq = await dashboard.hourly(request.app[POOL], request[RESTAURANT_ID],
-                                        query_date(request, "date"))
-    return json_response(hours, headers=seq_headers(seq))
+    rid, day = request[RESTAURANT_ID], query_date(request, "date")
+
+    async def compute() -> tuple[bytes, int]:
+        hours, seq = await dashboard.hourly(request.app[POOL], rid, day)
+        return bytes(hours), seq
+    return await request.app[CACHE].answer(request, rid, DASHBOARD, f"hourly:{day or 'today'}",
+                                           compute)

@@ -176,3 +176,16 @@ async def test_the_owner_clears_a_namespace(instances, rid, host, tokens, restau
         refused = await a.post("/api/health/cache/clear", headers=owner, json={"namespace": bad})
         assert refused.status == 422, bad
         assert (await error_of(refused))["details"][0]["path"] == "$.namespace"
+
+
+async def test_the_dashboard_follows_every_kind_of_event(instances, rid, tokens):
+    a, b = instances
+    manager, server = bearer(await tokens("manager")), bearer(await tokens("server"))
+    base = f"/api/v1/restaurants/{rid}"
+    assert (await (await b.get(base + "/dashboard", headers=manager)).json())["open_orders"] == 0
+    tree = await (await a.get(base + "/menu", headers=manager)).json()
+    order = await a.post(base + "/orders", headers=server, json={
+        "items": [{"menu_item_id": item_named(tree, "Burger")["id"], "qty": 1}]})
+    assert order.status == 201
+    after = await (await b.get(base + "/dashboard", headers=manager)).json()
+    assert (after["open_orders"], after["open_tickets"]) == (1, 1)
