@@ -38,6 +38,7 @@ from server.auth import LoginThrottle, Passwords
 from server.cache import MENU, SETTINGS, ResponseCache, own_writes
 from server.config import Config
 from server.housekeeping import housekeeping
+from server.http import compress_large
 from server.idempotency import idempotent_posts
 from server.keys import (
     CACHE,
@@ -153,8 +154,8 @@ async def say_goodbye(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, error_pages, count_queries, errors, authenticate,
-                                       own_writes, idempotent_posts],
+    app = web.Application(middlewares=[request_id, compress_large, error_pages, count_queries, errors,
+                                       authenticate, own_writes, idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[QUERY_LOG] = QueryLog(config.slow_query_ms)

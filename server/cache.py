@@ -25,15 +25,13 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from server.auth import Handler
-from server.http import SEQ_HEADER
+from server.http import GZIP_INLINE_BYTES, GZIP_MIN_BYTES, SEQ_HEADER, wants_gzip
 from server.keys import CACHE
 from store import events
 
 log = logging.getLogger("serveline.cache")
 
 MIN_SEQ_HEADER = "X-Serveline-Min-Seq"
-GZIP_MIN_BYTES = 1024  # smaller bodies gain nothing from compression
-GZIP_INLINE_BYTES = 64 * 1024  # larger ones are compressed off the event loop
 PREFIX = "serveline"
 
 Compute = Callable[[], Awaitable[tuple[bytes, int]]]  # (JSON body, the seq it reflects)
@@ -248,10 +246,6 @@ async def _gzip(body: bytes) -> bytes | None:
 def _matches(if_none_match: str, etag: str) -> bool:
     tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
     return etag in tags or "*" in tags
-
-
-def wants_gzip(request: web.Request) -> bool:
-    return "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
 
 
 def respond(request: web.Request, entry: Entry) -> web.Response:

@@ -5,8 +5,9 @@ from datetime import date
 from typing import Any, Iterable, TypeVar
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from server.auth import Handler
 from server.errors import ApiError
 from store import pages
 
@@ -17,9 +18,29 @@ encode = _encoder.encode
 _decoders: dict[Any, msgspec.json.Decoder] = {}
 
 
+GZIP_MIN_BYTES = 1024  # smaller bodies gain nothing from compression
+GZIP_INLINE_BYTES = 64 * 1024  # larger ones are compressed off the event loop
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=_encoder.encode(obj), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(body=_encoder.encode(obj), status=status, content_type="application/json",
+                        headers=headers, zlib_executor_size=GZIP_INLINE_BYTES)
+
+
+def wants_gzip(request: web.Request) -> bool:
+    return "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+
+
+@web.middleware
+async def compress_large(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """gzip a large JSON answer when the client takes it (cached answers come gzipped already)."""
+    response = await handler(request)
+    if (type(response) is web.Response and isinstance(response.body, bytes)
+            and len(response.body) >= GZIP_MIN_BYTES and response.content_type == "application/json"
+            and hdrs.CONTENT_ENCODING not in response.headers and wants_gzip(request)):
+        response.enable_compression(web.ContentCoding.gzip)
+        response.headers[hdrs.VARY] = "Accept-Encoding"
+    return response
 
 
 def _decoder(kind: type[T]) -> msgspec.json.Decoder:

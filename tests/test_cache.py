@@ -189,3 +189,14 @@ async def test_the_dashboard_follows_every_kind_of_event(instances, rid, tokens)
     assert order.status == 201
     after = await (await b.get(base + "/dashboard", headers=manager)).json()
     assert (after["open_orders"], after["open_tickets"]) == (1, 1)
+
+
+async def test_large_uncached_answers_are_gzipped_and_small_ones_are_not(client, rid, host):
+    base = f"/api/v1/restaurants/{rid}"
+    tables = await client.get(base + "/tables?limit=200", headers=host | {"Accept-Encoding": "gzip"},
+                              auto_decompress=False)
+    assert tables.headers["Content-Encoding"] == "gzip"
+    plain = await client.get(base + "/tables?limit=200", headers=host | {"Accept-Encoding": "identity"})
+    assert gzip.decompress(await tables.read()) == await plain.read()
+    small = await client.get("/api/health", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert "Content-Encoding" not in small.headers
