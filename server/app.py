@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from handlers import (
+    alerts,
     api_keys,
     auth,
     dashboard,
@@ -34,6 +35,7 @@ from handlers import (
     waitlist,
     ws,
 )
+from server.alerts import no_figures, watching
 from server.auth import LoginThrottle, Passwords
 from server.cache import MENU, SETTINGS, ResponseCache, own_writes
 from server.config import Config
@@ -64,7 +66,7 @@ from store.seed import seed_demo_if_empty
 
 log = logging.getLogger("serveline")
 
-ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, floor, menu, waitlist,
+ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, alerts, floor, menu, waitlist,
                  reservations, orders, kitchen, dashboard, docs, ws, pages, pairing)
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,6 +169,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(caching)
     app.cleanup_ctx.append(housekeeping)
     app.cleanup_ctx.append(presence)
+    app.cleanup_ctx.append(watching(no_figures))
     app.on_shutdown.append(say_goodbye)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),
                          autoescape=jinja2.select_autoescape(default=True))

@@ -41,6 +41,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     event_retention_hours: float = 24.0
     ack_flush_seconds: float = 2.0
     presence_check_seconds: float = 10.0
+    alert_check_seconds: float = 10.0
+    alert_p95_ms: float = 200.0
+    alert_pool_waiters: int = 1
+    alert_event_lag_ms: float = 1000.0
     slow_query_ms: float = 200.0
     housekeeping_seconds: float = 600.0
     access_log: bool = False
@@ -75,6 +79,10 @@ HELP: dict[str, str] = {
     "event_retention_hours": "how long events stay replayable (the offline queue)",
     "ack_flush_seconds": "how often device receipts and presence are written",
     "presence_check_seconds": "how often expected devices are checked for being dark or behind",
+    "alert_check_seconds": "how often alert rules are checked (late tickets, screens, this instance)",
+    "alert_p95_ms": "alert when this instance's request p95 over the last minute is above this",
+    "alert_pool_waiters": "alert when at least this many requests wait for a database connection",
+    "alert_event_lag_ms": "alert when events reach sockets later than this after their write (p95)",
     "slow_query_ms": "log SQL statements slower than this many milliseconds",
     "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
     "access_log": "write an access log line per request",

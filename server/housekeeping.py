@@ -4,20 +4,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import AsyncIterator
 
 from aiohttp import web
 
 from server.keys import CONFIG, POOL
-from store import credentials, events, idempotency
+from store import alerts, credentials, events, idempotency
 
 log = logging.getLogger("serveline.housekeeping")
+ALERTS_KEPT = timedelta(days=30)  # cleared alerts stay listed this long
 
 
 async def tidy(app: web.Application) -> None:
     removed_keys = await idempotency.purge(app[POOL])
     removed_sessions = await credentials.purge_sessions(app[POOL])
     removed_events = await events.purge(app[POOL], app[CONFIG].event_retention_hours)
+    await alerts.purge(app[POOL], ALERTS_KEPT)
     if removed_keys or removed_sessions or removed_events:
         log.info("purged %d idempotency keys, %d old sessions, %d events past retention",
                  removed_keys, removed_sessions, removed_events)

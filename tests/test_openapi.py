@@ -193,6 +193,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
                json={"payment": {"method": "cash", "amount_minor": 10_000}})
     await call("GET", R + "/dashboard", owner, ids=ids)
     await call("GET", R + "/dashboard/hourly", owner, ids=ids)
+    await call("GET", R + "/alerts", owner, ids=ids, params={"state": "all"})
     await call("POST", R + "/orders", server, 422, ids=ids, json={"items": [{"menu_item_id": 10**9}]})
     await call("POST", "/api/v1/auth/logout", bearer(login["token"]), 204)
     sock = await client.ws_connect(R.format(rid=rid) + "/ws", headers=owner)  # 101, then the protocol

@@ -63,6 +63,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", R + "/kitchen/tickets/{ticket_id}/recall"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/items/{item_id}/ready"): KITCHEN,
     ("GET", R + "/dashboard"): MANAGERS,
+    ("GET", R + "/alerts"): MANAGERS,
     ("GET", R + "/dashboard/hourly"): MANAGERS,
     ("GET", R + "/ws"): ALL,
     ("GET", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
