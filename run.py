@@ -18,6 +18,7 @@ from aiohttp import web
 from server.app import create_app, prepare_database
 from server.config import Config, data_path, load
 from server.keys import DEMO_PASSWORD
+from server.logs import AccessLog, configure_logging
 from store.embedded import DataDirInUse, embedded_postgres
 from store.migrate import apply_migrations
 from store.seed import ROLES
@@ -46,7 +47,8 @@ def serve(config: Config, quiet: bool = False) -> None:
     """One server process (a worker of several when `reuse_port` is set)."""
     app = create_app(config)
     web.run_app(app, host=config.host, port=config.port, reuse_port=config.reuse_port or None,
-                access_log=log if config.access_log else None,
+                access_log=logging.getLogger("serveline.access") if config.access_log else None,
+                access_log_class=AccessLog,
                 loop=uvloop.new_event_loop(), shutdown_timeout=10,
                 print=None if quiet else
                 lambda _: print(banner(config, app.get(DEMO_PASSWORD)), flush=True))
@@ -101,8 +103,7 @@ def supervise(config: Config, argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     config, args = load(argv)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     embedded = (nullcontext(config.database_url) if config.database_url
                 else embedded_postgres(data_path(config)))
     try:

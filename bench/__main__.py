@@ -20,10 +20,10 @@ from typing import Any
 
 import uvloop
 
-from bench import servers, ws
+from bench import observability, servers, ws
 from bench.servers import Bench, Failed
 
-SCENARIOS = {**ws.SCENARIOS}  # a new module's scenarios join here
+SCENARIOS = {**ws.SCENARIOS, **observability.SCENARIOS}  # a new module's scenarios join here
 
 # figure: (unit, comparison, target); figures without a target are context, never judged.
 FIGURES: dict[str, tuple[str, str | None, float | None]] = {
@@ -33,6 +33,12 @@ FIGURES: dict[str, tuple[str, str | None, float | None]] = {
     "rss_per_socket_bytes": ("B", "<=", 16 * 1024),
     "yardstick_rss_per_socket_bytes": ("B", None, None),
     "resume_1000_ms": ("ms", "<", 50.0),
+    "observe_cpu_ratio": ("x", "<=", 1.05),
+    "observe_rps_ratio": ("x", None, None),
+    "observe_on_cpu_us_per_request": ("us/request", None, None),
+    "observe_off_cpu_us_per_request": ("us/request", None, None),
+    "observe_hot_path_us": ("us/request", None, None),
+    "observe_hot_path_share": ("%", "<=", 0.01),
 }
 
 
@@ -80,6 +86,8 @@ def _value(name: str, value: float) -> str:
         return f"{value:.2f} x"
     if unit == "ms":
         return f"{value:.1f} ms"
+    if unit == "%":
+        return f"{value * 100:.2f} %"
     return f"{value:,.0f} {unit}"
 
 
@@ -87,7 +95,8 @@ def _verdict(name: str, value: float) -> tuple[str, str]:
     unit, comparison, target = FIGURES.get(name, ("", None, None))
     if comparison is None or target is None:
         return "", ""
-    shown = {"B": f"{target / 1024:g} KiB", "ms": f"{target:g} ms", "x": f"{target:g} x"}[unit]
+    shown = {"B": f"{target / 1024:g} KiB", "ms": f"{target:g} ms", "x": f"{target:g} x",
+             "%": f"{target * 100:g} %"}[unit]
     met = {"<": value < target, "<=": value <= target, ">=": value >= target}[comparison]
     return f"{comparison} {shown}", "met" if met else "MISSED"
 

@@ -11,8 +11,22 @@ from server.auth import MANAGERS, public, requires
 from server.cache import KINDS
 from server.errors import forbidden, not_found
 from server.http import decode, json_response
-from server.keys import CACHE, HUB, POOL, PRINCIPAL
+from server.keys import CACHE, CONFIG, HUB, POOL, PRINCIPAL, QUERY_LOG
+from server.metrics import (
+    METRICS,
+    CachePerf,
+    LagPerf,
+    PoolPerf,
+    ProcessPerf,
+    RoutePerf,
+    SocketPerf,
+    cache_report,
+    pool_report,
+    socket_report,
+)
 from server.openapi import documented
+from server.querylog import QueryPattern, unrecorded
+from store import diagnostics
 
 routes = web.RouteTableDef()
 
@@ -147,3 +161,49 @@ async def clear_cache(request: web.Request) -> web.Response:
     for each in kinds:
         await request.app[CACHE].clear(int(rid_text), each)
     return json_response(CacheCleared(cleared=[f"r{rid_text}:{each.name}" for each in kinds]))
+
+
+class QueryPerf(msgspec.Struct, frozen=True):
+    slow_ms: float  # the slow_query_ms setting
+    critical_ms: float  # the critical_query_ms setting
+    statements: int  # since start
+    slow: int
+    critical: int
+    patterns: list[QueryPattern]  # the 20 that took the most time in total
+    suggestions: list[diagnostics.SeqScan]  # from the plans of the slow ones among them
+    notes: list[str]
+    pg_stat_statements: diagnostics.StatementStatsReport
+
+
+class PerformanceOut(msgspec.Struct, frozen=True):
+    routes: list[RoutePerf]
+    queries: QueryPerf
+    pool: PoolPerf
+    cache: CachePerf
+    websockets: SocketPerf
+    event_lag: LagPerf
+    process: ProcessPerf
+
+
+@routes.get("/api/health/performance")
+@requires(MANAGERS)
+@documented(returns=PerformanceOut)
+async def performance(request: web.Request) -> web.Response:
+    """This process: route percentiles, SQL patterns and plan advice, pool, cache, sockets, lag, CPU."""
+    app, query_log = request.app, request.app[QUERY_LOG]
+    suggestions, notes = await query_log.suggestions(app[POOL])
+    if not app[CONFIG].query_stats:
+        notes.append("query_stats is off: no statement patterns are kept")
+    with unrecorded():
+        async with app[POOL].acquire() as conn:
+            statement_stats = await diagnostics.statement_stats(conn)
+    managed = [rid for rid, role in request[PRINCIPAL].roles.items() if role in MANAGERS]
+    metrics = app[METRICS]
+    return json_response(PerformanceOut(
+        routes=metrics.route_report(),
+        queries=QueryPerf(slow_ms=query_log.slow_ms, critical_ms=query_log.critical_ms,
+                          statements=query_log.statements, slow=query_log.slow,
+                          critical=query_log.critical, patterns=query_log.top(20),
+                          suggestions=suggestions, notes=notes, pg_stat_statements=statement_stats),
+        pool=pool_report(app[POOL]), cache=cache_report(app), websockets=socket_report(app, managed),
+        event_lag=metrics.lag_report(), process=metrics.process_report()))

@@ -26,6 +26,7 @@ from handlers import (
     health,
     kitchen,
     menu,
+    ops,
     orders,
     pages,
     pairing,
@@ -35,7 +36,7 @@ from handlers import (
     waitlist,
     ws,
 )
-from server.alerts import no_figures, watching
+from server.alerts import watching
 from server.auth import LoginThrottle, Passwords
 from server.cache import MENU, SETTINGS, ResponseCache, own_writes
 from server.config import Config
@@ -52,11 +53,14 @@ from server.keys import (
     PASSWORDS,
     POOL,
     QUERY_LOG,
+    RATE_LIMITS,
     OpenApi,
 )
+from server.metrics import alert_figures, record_requests, setup_metrics
 from server.middlewares import authenticate, error_pages, errors, request_id
 from server.openapi import build_spec
 from server.querylog import QueryLog, count_queries
+from server.ratelimit import RateLimits, rate_limiting, rate_limits
 from server.realtime.hub import Hub
 from server.realtime.presence import presence
 from store import restaurants as restaurant_store
@@ -67,7 +71,7 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, alerts, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard, docs, ws, pages, pairing)
+                 reservations, orders, kitchen, dashboard, ops, docs, ws, pages, pairing)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -156,20 +160,26 @@ async def say_goodbye(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, compress_large, error_pages, count_queries, errors,
-                                       authenticate, own_writes, idempotent_posts],
+    app = web.Application(middlewares=[request_id, record_requests, compress_large, error_pages,
+                                       count_queries, errors, authenticate, rate_limits, own_writes,
+                                       idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config
-    app[QUERY_LOG] = QueryLog(config.slow_query_ms)
+    app[QUERY_LOG] = QueryLog(config.slow_query_ms, config.critical_query_ms,
+                              patterns=config.query_stats)
     app[PASSWORDS] = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
+    app[RATE_LIMITS] = RateLimits(config)
     app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,
-                                        config.login_failures_before_delay)
+                                        config.login_failures_before_delay,
+                                        app[RATE_LIMITS].login_counters)
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(realtime)
     app.cleanup_ctx.append(caching)
+    app.cleanup_ctx.append(rate_limiting)
     app.cleanup_ctx.append(housekeeping)
     app.cleanup_ctx.append(presence)
-    app.cleanup_ctx.append(watching(no_figures))
+    app.cleanup_ctx.append(watching(alert_figures))
+    setup_metrics(app, config)  # after the hub's cleanup context: it hooks into the hub
     app.on_shutdown.append(say_goodbye)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),
                          autoescape=jinja2.select_autoescape(default=True))

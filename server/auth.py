@@ -4,13 +4,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 import argon2
 from aiohttp import web
 from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+
+if TYPE_CHECKING:
+    from server.ratelimit import Counters
 
 ROLES = ("owner", "manager", "host", "server", "kitchen")
 MANAGERS = frozenset({"owner", "manager"})
@@ -101,10 +104,12 @@ class Passwords:
 
 
 class LoginThrottle:
-    """Failed logins per email and per client address: slowed after a few, then refused (429)."""
+    """Failed logins per email and per client address: slowed after a few, then refused (429).
+    Counted by `limiter` (the app's, in Redis when configured: shared by every instance)."""
 
-    def __init__(self, per_email: str, per_address: str, failures_before_delay: int) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+    def __init__(self, per_email: str, per_address: str, failures_before_delay: int,
+                 limiter: Counters | None = None) -> None:
+        self._limiter = limiter or MovingWindowRateLimiter(MemoryStorage())
         self._per_email = parse(per_email)
         self._per_address = parse(per_address)
         self._free = failures_before_delay

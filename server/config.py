@@ -36,6 +36,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     login_failures_before_delay: int = 3
     login_failure_limit: str = "10/15 minutes"
     login_address_limit: str = "50/15 minutes"
+    rate_limit_api_key: str = "600/minute"
+    rate_limit_device: str = "600/minute"
+    rate_limit_session: str = "600/minute"
+    rate_limit_address: str = "600/minute"
+    rate_limit_busy_factor: float = 4.0
     ws_heartbeat_seconds: float = 10.0
     ws_send_buffer_bytes: int = 1_048_576
     event_retention_hours: float = 24.0
@@ -45,10 +50,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     alert_p95_ms: float = 200.0
     alert_pool_waiters: int = 1
     alert_event_lag_ms: float = 1000.0
-    slow_query_ms: float = 200.0
+    slow_query_ms: float = 100.0
+    critical_query_ms: float = 500.0
+    query_stats: bool = True
+    metrics: bool = True
+    metrics_token: str | None = None
     housekeeping_seconds: float = 600.0
     access_log: bool = False
     log_level: str = "INFO"
+    log_format: str = "auto"
 
 
 # Help text per setting; env names are derived (`SERVELINE_<NAME>`), except DATABASE_URL.
@@ -74,6 +84,11 @@ HELP: dict[str, str] = {
     "login_failures_before_delay": "failed logins for one email before answers are slowed",
     "login_failure_limit": "failed logins allowed per email before 429 (limits syntax)",
     "login_address_limit": "failed logins allowed per client address before 429",
+    "rate_limit_api_key": "requests per API key on the standard plan (limits syntax; off: none)",
+    "rate_limit_device": "requests per device on the standard plan (limits syntax; off: none)",
+    "rate_limit_session": "requests per staff sign-in on the standard plan (limits syntax; off: none)",
+    "rate_limit_address": "requests without a credential (pages, pairing, sockets, sign-in) per address",
+    "rate_limit_busy_factor": "the busy plan's limits as a multiple of the standard ones",
     "ws_heartbeat_seconds": "WebSocket ping interval; a peer silent for half of it more is closed",
     "ws_send_buffer_bytes": "outgoing bytes a socket may have queued before it is closed to resume",
     "event_retention_hours": "how long events stay replayable (the offline queue)",
@@ -83,10 +98,16 @@ HELP: dict[str, str] = {
     "alert_p95_ms": "alert when this instance's request p95 over the last minute is above this",
     "alert_pool_waiters": "alert when at least this many requests wait for a database connection",
     "alert_event_lag_ms": "alert when events reach sockets later than this after their write (p95)",
-    "slow_query_ms": "log SQL statements slower than this many milliseconds",
+    "slow_query_ms": "log SQL statements taking at least this many milliseconds (a warning)",
+    "critical_query_ms": "log SQL statements taking at least this many milliseconds as errors",
+    "query_stats": "time SQL statements by pattern for /api/health/performance",
+    "metrics": "time requests and serve Prometheus metrics at /metrics",
+    "metrics_token": "bearer token /metrics requires (best set in the environment); unset: "
+                     "/metrics answers loopback clients only",
     "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
     "access_log": "write an access log line per request",
     "log_level": "logging level",
+    "log_format": "json, text, or auto (text on a terminal, JSON lines otherwise)",
 }
 
 

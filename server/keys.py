@@ -14,6 +14,7 @@ from store.credentials import Principal
 if TYPE_CHECKING:
     from server.cache import ResponseCache
     from server.querylog import QueryLog
+    from server.ratelimit import RateLimits
     from server.realtime.hub import Hub
 
 
@@ -30,6 +31,7 @@ CACHE: web.AppKey[ResponseCache] = web.AppKey("cache")
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+RATE_LIMITS: web.AppKey[RateLimits] = web.AppKey("rate_limits")
 DEMO_PASSWORD = web.AppKey("demo_password", str)  # set only when this start seeded the demo
 
 REQUEST_ID = web.RequestKey("request_id", str)

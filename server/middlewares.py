@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from server import logs
 from server.auth import Access, Handler, access_of, bearer_token
 from server.errors import HTTP_CODES, ApiError, error_response, forbidden, unauthorized
 from server.identity import identify, restaurant_role
@@ -35,11 +36,14 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     given = request.headers.get("X-Request-Id", "")
     rid = given if _CLIENT_ID.match(given) else uuid.uuid4().hex
     request[REQUEST_ID] = rid
+    named = logs.begin_request(rid)  # every record logged meanwhile carries the id
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects and the like pass through, tagged
         exc.headers["X-Request-Id"] = rid
         raise
+    finally:
+        logs.end_request(named)
     if not response.prepared:
         response.headers["X-Request-Id"] = rid
     return response
@@ -124,6 +128,7 @@ def _check_access(request: web.Request, access: Access, principal: Principal) ->
     if "rid" in request.match_info:
         restaurant_id, role = restaurant_role(principal, request.match_info["rid"])
         request[RESTAURANT_ID] = restaurant_id
+        logs.restaurant_id_var.set(restaurant_id)
         request[ROLE] = role
         roles_held = {role}
     else:

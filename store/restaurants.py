@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import asyncpg
@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     ticket_amber_minutes: Annotated[int, msgspec.Meta(ge=1, le=240)] = 8
     ticket_red_minutes: Annotated[int, msgspec.Meta(ge=1, le=240)] = 15
     device_lag_alert: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 50  # events unacknowledged
+    # Request limits of the restaurant's devices, API keys and sign-ins; what each plan allows
+    # is the operator's setting (rate_limit_*; busy = rate_limit_busy_factor × standard).
+    plan: Literal["standard", "busy"] = "standard"
 
     def duration_for(self, size: int) -> int:
         for rule in sorted(self.reservation_durations, key=lambda r: r.max_size):
@@ -78,6 +81,10 @@ SETTINGS = "SELECT settings, timezone, seq FROM restaurants WHERE id = $1"
 
 ALL_IDS = "SELECT id FROM restaurants ORDER BY id"
 
+PLANS = """
+SELECT id, coalesce(settings->>'plan', 'standard') AS plan FROM restaurants
+WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])"""
+
 
 class SettingsOut(msgspec.Struct, frozen=True):
     """What every device of the restaurant reads at start: name, zone, currency, settings."""
@@ -112,6 +119,11 @@ async def settings_at(conn: asyncpg.Connection | asyncpg.Pool,
 
 async def all_ids(pool: asyncpg.Pool) -> list[int]:
     return [row["id"] for row in await pool.fetch(ALL_IDS)]
+
+
+async def plans(pool: asyncpg.Pool, ids: list[int] | None = None) -> dict[int, str]:
+    """The plan in each restaurant's settings (of those ids, or of every restaurant)."""
+    return {row["id"]: row["plan"] for row in await pool.fetch(PLANS, ids)}
 
 
 async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,

@@ -8,8 +8,10 @@ import pytest
 from conftest import bearer, error_of
 
 from server.alerts import INSTANCE, check, no_figures
+from server.metrics import alert_figures
 
-FAST = {"alert_check_seconds": 0.2, "presence_check_seconds": 0.2}
+FAST = {"alert_check_seconds": 0.2, "presence_check_seconds": 0.2,  # data rules only:
+        "alert_p95_ms": 60_000.0, "alert_event_lag_ms": 60_000.0, "alert_pool_waiters": 1000}
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ async def test_a_dark_expected_screen_is_an_alert(fast, db, rid, tokens):
 
 async def test_an_instance_that_died_does_not_leave_its_alerts_open(client, db, rid):
     await db.execute("INSERT INTO alerts (restaurant_id, rule, subject, message, seen_at) VALUES "
-                     "($1, 'slow_requests', 'gone-host:1', 'Requests are slow', now() - interval '1 hour')",
+                     "($1, 'slow_requests', 'gone-host:1', 'Requests are slow', now() - interval '1 day')",
                      rid)
     await db.execute("INSERT INTO alerts (restaurant_id, rule, subject, message) VALUES "
                      "($1, 'slow_requests', 'live-host:2', 'Requests are slow')", rid)
@@ -115,3 +117,18 @@ async def test_alerts_refuse_a_bad_state(client, rid, tokens):
     assert response.status == 400
     error = await error_of(response)
     assert error["code"] == "invalid_query" and error["details"][0]["path"] == "query.state"
+
+
+async def test_a_slow_instance_raises_an_alert_for_each_restaurant_it_serves(make_client, config, db,
+                                                                            rid, restaurant_ids):
+    # A threshold no request can stay under: the instance's own p95 of real requests is "slow".
+    slow = await make_client(msgspec.structs.replace(config, alert_p95_ms=0.0))
+    for _ in range(5):
+        assert (await slow.get("/api/health")).status == 200
+    assert await check(slow.app, alert_figures) == ["alert.raised", "alert.raised"]
+    rows = await db.fetch("SELECT restaurant_id, rule, subject, message FROM alerts ORDER BY restaurant_id")
+    assert [(r["restaurant_id"], r["rule"], r["subject"]) for r in rows] == [
+        (restaurant_ids["demo"], "slow_requests", INSTANCE), (restaurant_ids["other"], "slow_requests", INSTANCE)]
+    assert "Requests are slow: p95" in rows[0]["message"]
+    assert await check(slow.app, alert_figures) == []  # still slow: kept alive, not raised again
+    assert await db.fetchval("SELECT count(*) FROM alerts WHERE seen_at > raised_at") == 2

@@ -81,6 +81,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("GET", "/api/health", {})
     await call("GET", "/api/health/db", owner)
     await call("GET", "/api/health/realtime", owner)
+    await call("GET", "/api/health/performance", owner)
     login = await call("POST", "/api/v1/auth/login", {},
                        json={"email": "manager@demo.test", "password": "correct horse battery"})
     await call("GET", "/api/v1/auth/me", owner)
@@ -192,6 +193,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("POST", R + "/orders/{order_id}/close", server, ids=ids,
                json={"payment": {"method": "cash", "amount_minor": 10_000}})
     await call("GET", R + "/dashboard", owner, ids=ids)
+    await call("GET", R + "/ops", owner, ids=ids)
     await call("GET", R + "/dashboard/hourly", owner, ids=ids)
     await call("GET", R + "/alerts", owner, ids=ids, params={"state": "all"})
     await call("POST", R + "/orders", server, 422, ids=ids, json={"items": [{"menu_item_id": 10**9}]})

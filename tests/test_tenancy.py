@@ -65,6 +65,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", R + "/dashboard"): MANAGERS,
     ("GET", R + "/alerts"): MANAGERS,
     ("GET", R + "/dashboard/hourly"): MANAGERS,
+    ("GET", R + "/ops"): MANAGERS,
     ("GET", R + "/ws"): ALL,
     ("GET", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
@@ -160,7 +161,7 @@ def key_scope(method: str, path: str) -> str | None:
     """The scope an API key needs for a route (None: keys never reach it), as docs/api.md says."""
     if path.endswith("/ws"):
         return "events"
-    if any(part in path for part in ("/staff", "/devices", "/api-keys")) or path == R:
+    if any(part in path for part in ("/staff", "/devices", "/api-keys", "/ops")) or path == R:
         return "read" if (method, path) == ("GET", R) else None
     return "read" if method == "GET" else "write"
 

@@ -57,6 +57,8 @@ class Hub:
         # and of gaps, when the LISTEN connection was away and commits may have been missed.
         self.on_commit: list[Callable[[int, int, frozenset[str] | None], None]] = []
         self.on_gap: list[Callable[[], None]] = []
+        # Told, per event handed to at least one socket, the seconds since its `at` (metrics).
+        self.on_delivered: list[Callable[[float], None]] = []
 
     # Lifetime ---------------------------------------------------------------
 
@@ -188,6 +190,11 @@ class Hub:
                     conn.deliver(row["seq"], row["channel"], data)
                 room.delivered = row["seq"]
                 self.stats["delivered"] += len(room.connections)
+            if self.on_delivered and rows and room.connections:
+                now = time.time()
+                for row in rows:
+                    for observe in self.on_delivered:
+                        observe(now - row["at"].timestamp())
             if len(rows) < ROOM_BATCH and not room.again:
                 return
             await asyncio.sleep(0)  # let each socket write this batch (one write each) first
