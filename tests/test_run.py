@@ -109,6 +109,12 @@ async def test_run_py_serves_the_demo_stops_cleanly_and_reuses_its_data(tmp_path
         await again.wait_ready()
         assert "owner-chosen-secret" not in again.output()
         assert await again.login("owner@demo.test", "owner-chosen-secret") == 200
+        # The embedded cluster loads pg_stat_statements, for the query analyzer.
+        conn = await asyncpg.connect(f"postgresql://postgres@/serveline?host={data_dir / 'pg'}")
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM pg_stat_statements") > 0
+        finally:
+            await conn.close()
     finally:
         assert again.stop() == 0
     assert postgres_processes(data_dir) == []
