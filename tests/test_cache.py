@@ -4,6 +4,7 @@ Each test runs with the in-memory backend, and again with Redis when REDIS_URL i
 """
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 
@@ -11,7 +12,7 @@ import msgspec
 import pytest
 from conftest import bearer, error_of
 
-from server.cache import MENU
+from server.cache import MENU, SETTINGS
 from server.keys import CACHE, QUERY_LOG
 
 BACKENDS = ["memory"] + (["redis"] if os.environ.get("REDIS_URL") else [])
@@ -200,3 +201,16 @@ async def test_large_uncached_answers_are_gzipped_and_small_ones_are_not(client,
     assert gzip.decompress(await tables.read()) == await plain.read()
     small = await client.get("/api/health", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
     assert "Content-Encoding" not in small.headers
+
+
+async def test_each_restaurants_menu_and_settings_are_warmed_at_start(instances, restaurant_ids):
+    a, _ = instances
+    cache = a.app[CACHE]
+    for _ in range(100):  # warming runs beside readiness, not before it
+        counts = [await cache.keys_in(rid, kind) for rid in restaurant_ids.values()
+                  for kind in (MENU, SETTINGS)]
+        if all(counts):
+            break
+        await asyncio.sleep(0.05)
+    assert counts == [1, 1, 1, 1]
+    assert not cache.misses  # nobody asked yet: these were read at start-up
