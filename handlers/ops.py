@@ -1,8 +1,10 @@
-"""The ops page and its numbers: sockets, event delivery, LISTEN, the pool, the outbox, uptime.
+"""The ops page and its numbers: sockets, event delivery, LISTEN, the pool, the outbox,
+request and SQL speed, event lag, CPU and memory.
 
-Sockets and delivery are this restaurant's; the pool, the LISTEN connection and
-the uptime belong to the server process that answers (with several workers,
-each answers for itself). The page and the API share one gathering function.
+Sockets, delivery, the outbox and the cache are this restaurant's; the pool, the
+LISTEN connection, request and SQL timings, event lag and the process belong to
+the server process that answers (with several workers, each answers for itself).
+The page and the API share one gathering function.
 """
 from __future__ import annotations
 
@@ -20,15 +22,19 @@ from aiohttp import web
 
 from handlers.pages import WHOLE_LIST, _screen_principal
 from server.auth import MANAGERS, public, requires
+from server.cache import KINDS
 from server.http import json_response
-from server.keys import CONFIG, HUB, POOL, RESTAURANT_ID
-from server.metrics import METRICS, PoolPerf, pool_report
+from server.keys import CACHE, CONFIG, HUB, POOL, QUERY_LOG, RESTAURANT_ID
+from server.metrics import METRICS, CachePerf, LagPerf, Metrics, PoolPerf, RoutePerf, pool_report
 from server.openapi import documented
 from server.realtime.hub import Hub
-from store import devices, events, restaurants
+from store import devices, diagnostics, events, restaurants
 
 routes = web.RouteTableDef()
 BEHIND_WARN_SECONDS = 5.0  # an event undelivered this long is trouble, not a commit in flight
+POLL_MS = 5000  # how often the page asks again (static/js/ops.js reads it from the page)
+ROUTES_SHOWN = 10  # the slowest route templates by p99
+PATTERNS_SHOWN = 8  # the SQL patterns that took the most time
 
 Concern = Literal["pool_waiting", "delivery_behind", "listen_down"]
 
@@ -73,6 +79,33 @@ class Process(msgspec.Struct, frozen=True):
     pid: int
     started_at: datetime
     uptime_seconds: float
+    cpu_percent: float  # since the last reading (this answer's or the performance report's); 100: a core
+    cpu_seconds: float  # user + system since the start
+    rss_bytes: int
+
+
+class Requests(msgspec.Struct, frozen=True):
+    p95_ms: float | None  # every request this process answered in the last minute (None: none)
+    routes: list[RoutePerf]  # the 10 route templates with the highest p99, highest first
+
+
+class SqlPattern(msgspec.Struct, frozen=True):
+    pattern: str  # the statement with literals as `?`; parameters stay `$n`
+    calls: int
+    total_ms: float
+    p50_ms: float  # of the last 128 calls
+    p95_ms: float
+    max_ms: float
+    slow: int  # calls at or over slow_query_ms
+
+
+class Queries(msgspec.Struct, frozen=True):
+    slow_ms: float  # the slow_query_ms setting
+    statements: int  # since the start
+    slow: int
+    patterns: list[SqlPattern]  # the 8 that took the most time in total, most first
+    suggestions: list[diagnostics.SeqScan]  # sequential scans in the plans of the slow ones
+    notes: list[str]
 
 
 class Ops(msgspec.Struct, frozen=True):
@@ -86,6 +119,10 @@ class Ops(msgspec.Struct, frozen=True):
     outbox: Outbox
     devices_behind: list[DeviceBehind]
     process: Process
+    requests: Requests
+    queries: Queries
+    event_lag: LagPerf  # commit → sockets, the last 1024 events delivered by this process
+    cache: CachePerf  # this restaurant's cached answers on this process
 
 
 async def _event_written_at(pool: asyncpg.Pool, restaurant_id: int, seq: int) -> datetime | None:
@@ -137,11 +174,39 @@ async def _devices_behind(pool: asyncpg.Pool, restaurant_id: int) -> list[Device
     return sorted(behind, key=lambda d: -d.lag)
 
 
-def _process() -> Process:
-    me = psutil.Process()
-    started = me.create_time()
-    return Process(pid=me.pid, started_at=datetime.fromtimestamp(started, UTC),
-                   uptime_seconds=round(time.time() - started, 1))
+def _process(metrics: Metrics) -> Process:
+    perf = metrics.process_report()
+    started = psutil.Process().create_time()
+    return Process(pid=perf.pid, started_at=datetime.fromtimestamp(started, UTC),
+                   uptime_seconds=round(time.time() - started, 1), cpu_percent=perf.cpu_percent,
+                   cpu_seconds=round(perf.cpu_user_seconds + perf.cpu_system_seconds, 3),
+                   rss_bytes=perf.rss_bytes)
+
+
+def _requests(metrics: Metrics) -> Requests:
+    slowest = sorted(metrics.route_report(), key=lambda r: r.p99_ms, reverse=True)
+    return Requests(p95_ms=metrics.p95_ms_since(60), routes=slowest[:ROUTES_SHOWN])
+
+
+async def _queries(app: web.Application) -> Queries:
+    """The SQL patterns that took the most time, and the plan advice for the slow ones."""
+    query_log = app[QUERY_LOG]
+    suggestions, notes = await query_log.suggestions(app[POOL])
+    if not app[CONFIG].query_stats:
+        notes.append("query_stats is off: no statement patterns are kept")
+    patterns = [SqlPattern(pattern=p.pattern, calls=p.calls, total_ms=p.total_ms, p50_ms=p.p50_ms,
+                           p95_ms=p.p95_ms, max_ms=p.max_ms, slow=p.slow)
+                for p in query_log.top(PATTERNS_SHOWN)]
+    return Queries(slow_ms=query_log.slow_ms, statements=query_log.statements, slow=query_log.slow,
+                   patterns=patterns, suggestions=suggestions, notes=notes)
+
+
+def _cache(app: web.Application, restaurant_id: int) -> CachePerf:
+    cache = app[CACHE]
+    hits = sum(cache.hits[restaurant_id, kind] for kind in KINDS)
+    misses = sum(cache.misses[restaurant_id, kind] for kind in KINDS)
+    return CachePerf(hits=hits, misses=misses,
+                     hit_ratio=round(hits / (hits + misses), 4) if hits + misses else None)
 
 
 def _concerns(pool: PoolPerf, delivery: Delivery, listener: Listener) -> list[Concern]:
@@ -156,7 +221,7 @@ def _concerns(pool: PoolPerf, delivery: Delivery, listener: Listener) -> list[Co
 
 
 async def ops_of(app: web.Application, restaurant_id: int) -> Ops:
-    """Gather the restaurant's ops figures from the hub, the pool and the event log."""
+    """Gather the restaurant's ops figures from the hub, the pool, the event log and the metrics."""
     pool, hub = app[POOL], app[HUB]
     now = datetime.now(UTC)
     where = await events.position(pool, restaurant_id)
@@ -164,18 +229,22 @@ async def ops_of(app: web.Application, restaurant_id: int) -> Ops:
     outbox = await _outbox(pool, restaurant_id, where["seq"], where["oldest"],
                            app[CONFIG].event_retention_hours)
     behind = await _devices_behind(pool, restaurant_id)
+    queries = await _queries(app)
     usage = pool_report(pool)  # after our own queries, so they do not count as in use
     listener = Listener(up=hub.listening, reconnects=hub.stats["listen_reconnects"])
+    metrics = app[METRICS]
     return Ops(restaurant_id=restaurant_id, at=now, concerns=_concerns(usage, delivery, listener),
                connections=_connections(hub, restaurant_id), delivery=delivery, listener=listener,
-               pool=usage, outbox=outbox, devices_behind=behind, process=_process())
+               pool=usage, outbox=outbox, devices_behind=behind, process=_process(metrics),
+               requests=_requests(metrics), queries=queries, event_lag=metrics.lag_report(),
+               cache=_cache(app, restaurant_id))
 
 
 @routes.get("/api/v1/restaurants/{rid}/ops")
 @requires(MANAGERS)
 @documented(returns=Ops)
 async def get_ops(request: web.Request) -> web.Response:
-    """This process's sockets, event delivery, LISTEN, pool, outbox and uptime for the restaurant."""
+    """This process's sockets, event delivery, LISTEN, pool, outbox, speed and uptime for the restaurant."""
     return json_response(await ops_of(request.app, request[RESTAURANT_ID]))
 
 
@@ -187,4 +256,5 @@ async def ops_screen(request: web.Request) -> dict[str, Any]:
     principal, rid, _ = await _screen_principal(request, request.match_info["slug"], MANAGERS)
     restaurant = await restaurants.get(request.app[POOL], rid)
     return {"restaurant": restaurant, "user": principal.name, "ops": await ops_of(request.app, rid),
-            "zone": ZoneInfo(restaurant.timezone), "warn_seconds": BEHIND_WARN_SECONDS}
+            "zone": ZoneInfo(restaurant.timezone), "warn_seconds": BEHIND_WARN_SECONDS,
+            "poll_ms": POLL_MS}

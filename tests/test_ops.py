@@ -1,4 +1,5 @@
-"""The ops figures over a real server and database: sockets, delivery, LISTEN, pool, outbox, devices."""
+"""The ops figures over a real server and database: sockets, delivery, LISTEN, pool, outbox, devices,
+route and SQL timings, the process and the cache."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from conftest import PASSWORD, bearer, error_of
 
 from server.keys import HUB, POOL
@@ -179,3 +181,63 @@ async def test_the_ops_page_is_for_managers_of_this_restaurant(client):
     html = await page.text()
     assert "Live connections" in html and "All clear" in html and "Every device is caught up." in html
     assert re.search(r'data-key="listener.up"[^>]*>Up<', html)
+
+
+async def test_the_answer_times_the_slowest_routes_the_sql_and_the_process(client, tokens, base):
+    manager = bearer(await tokens("manager"))
+    for _ in range(5):
+        assert (await client.get(base + "/menu", headers=manager)).status == 200
+    await client.get(base + "/orders?status=open", headers=manager)
+    await client.app[POOL].fetchval("SELECT pg_sleep(0.12)")
+    ops = await ops_of(client, base, manager)
+
+    routes = ops["requests"]["routes"]
+    assert 1 <= len(routes) <= 10
+    assert [r["p99_ms"] for r in routes] == sorted((r["p99_ms"] for r in routes), reverse=True)
+    menu = [r for r in routes if (r["method"], r["route"]) == ("GET", "/api/v1/restaurants/{rid}/menu")]
+    assert menu and menu[0]["calls"] == 5 and 0 < menu[0]["p50_ms"] <= menu[0]["p95_ms"] <= menu[0]["p99_ms"]
+    assert ops["requests"]["p95_ms"] > 0
+
+    queries = ops["queries"]
+    assert queries["slow_ms"] == 100 and queries["statements"] > 0 and queries["slow"] >= 1
+    assert 1 <= len(queries["patterns"]) <= 8
+    assert [p["total_ms"] for p in queries["patterns"]] == sorted(
+        (p["total_ms"] for p in queries["patterns"]), reverse=True)
+    slept = [p for p in queries["patterns"] if p["pattern"] == "SELECT pg_sleep(?)"]
+    assert slept and slept[0]["slow"] == 1 and slept[0]["p95_ms"] >= 120 and slept[0]["max_ms"] >= 120
+    assert set(slept[0]) == {"pattern", "calls", "total_ms", "p50_ms", "p95_ms", "max_ms", "slow"}
+    assert queries["suggestions"] == [] and queries["notes"] == []
+
+    process = ops["process"]
+    assert process["rss_bytes"] > 10_000_000 and process["cpu_seconds"] > 0 and process["cpu_percent"] >= 0
+    assert set(ops["event_lag"]) == {"samples", "p50_ms", "p95_ms", "max_ms"}
+
+
+async def test_plan_advice_for_a_slow_sequential_scan_reaches_the_answer(make_client, config, db):
+    await db.execute("CREATE TABLE guest_notes (id bigint, restaurant_id bigint, note text)")
+    await db.execute("INSERT INTO guest_notes SELECT g, g % 50, 'note ' || g FROM generate_series(1, 20000) g")
+    await db.execute("ANALYZE guest_notes")
+    client = await make_client(msgspec.structs.replace(config, slow_query_ms=0))
+    for _ in range(30):
+        await client.app[POOL].fetchval("SELECT count(*) FROM guest_notes WHERE note = $1", "note 7")
+    token = (await (await client.post("/api/v1/auth/login", json={
+        "email": "manager@demo.test", "password": PASSWORD})).json())["token"]
+    rid = await db.fetchval("SELECT id FROM restaurants WHERE slug = 'demo'")
+    ops = await ops_of(client, f"/api/v1/restaurants/{rid}", bearer(token))
+    assert ops["queries"]["slow_ms"] == 0
+    scans = [s for s in ops["queries"]["suggestions"] if s["table"] == "guest_notes"]
+    assert scans and scans[0]["advice"].startswith("Seq Scan on guest_notes (~20,000 rows)")
+    assert scans[0]["pattern"] == "SELECT count(*) FROM guest_notes WHERE note = $1"
+
+
+async def test_the_cache_figures_are_this_restaurants_alone(client, tokens, base, restaurant_ids):
+    elsewhere = bearer(await tokens("manager", "other"))
+    for _ in range(3):
+        await client.get(f"/api/v1/restaurants/{restaurant_ids['other']}/menu", headers=elsewhere)
+    manager = bearer(await tokens("manager"))
+    assert (await ops_of(client, base, manager))["cache"] == {"hits": 0, "misses": 0, "hit_ratio": None}
+    for _ in range(2):
+        await client.get(base + "/menu", headers=manager)
+    cache = (await ops_of(client, base, manager))["cache"]
+    assert cache["hits"] + cache["misses"] == 2 and cache["hits"] >= 1  # ours only, not the other's 3
+    assert cache["hit_ratio"] == round(cache["hits"] / 2, 4)
