@@ -171,8 +171,8 @@ async def observe(bench: Bench) -> dict[str, Any]:
             for mode in order:
                 result = await doors[mode].timed(requests)
                 results[mode].append(result)
-                print(f"  round {index + 1} {mode:3}: {result['rps']:>7,.0f} requests/s, server CPU "
-                      f"{result['cpu_us_per_request']:,.0f} us/request", flush=True)
+                bench.progress(f"round {index + 1} {mode:3}: {result['rps']:>7,.0f} requests/s, "
+                               f"server CPU {result['cpu_us_per_request']:,.0f} us/request")
         counted = await counted_orders(doors["on"])
         expected = WARMUP_REQUESTS + requests * rounds
         if counted != expected:

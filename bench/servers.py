@@ -30,8 +30,7 @@ import psutil
 from store.pool import with_database
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-YARDSTICK = SHARED / "yardstick" / "bare_app.py"
+YARDSTICK = ROOT / "bench" / "bare.py"  # the shared yardstick's routes and I/O, kept in the project
 DEMO_PASSWORD = "bench-password-1"
 START_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -57,9 +56,9 @@ def local_port_count() -> int | None:
 
 
 def yardstick_path() -> Path:
+    """bench/bare.py, the baseline every ratio divides by (part of the project: always there)."""
     if not YARDSTICK.is_file():
-        raise SystemExit(f"bench: the yardstick is missing: expected {YARDSTICK} "
-                         f"(the repository's sibling folder shared/yardstick/)")
+        raise SystemExit(f"bench: the baseline server is missing: expected {YARDSTICK}")
     return YARDSTICK
 
 
@@ -195,12 +194,21 @@ class Bench:
     folder: Path
     quick: bool
     processes: int  # client processes
+    duration: float | None = None  # --duration: seconds a timed scenario runs; None: its own
     notes: list[str] = field(default_factory=list)  # problems and caveats, printed with the table
     started: list[Server] = field(default_factory=list)  # every server run, for their logs
+    clock: float = field(default_factory=time.monotonic)  # when the run began
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.clock
+
+    def progress(self, text: str) -> None:
+        """One line of progress, prefixed with the seconds since the run began."""
+        print(f"[{self.elapsed():6.1f} s] {text}", flush=True)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
-        print(f"  note: {text}", flush=True)
+        self.progress(f"note: {text}")
 
 
 @asynccontextmanager
@@ -223,11 +231,14 @@ async def serveline(bench: Bench, tag: str) -> AsyncIterator[Server]:
 
 @asynccontextmanager
 async def yardstick(bench: Bench, tag: str) -> AsyncIterator[Server]:
-    """The bare aiohttp app from ../shared/yardstick on a fresh database of its own."""
-    script = yardstick_path()
+    """The bare baseline (bench/bare.py) on a fresh database of its own in the same cluster.
+
+    Started as a module: as a script, bench/ would shadow the standard library's `http`."""
+    yardstick_path()
     dsn = await create_database(bench.admin_dsn, f"yardstick_{tag}")
     port = free_port()
-    server = Server("yardstick", [sys.executable, str(script), "--port", str(port), "--dsn", dsn],
+    server = Server("yardstick", [sys.executable, "-m", "bench.bare", "--port", str(port),
+                                  "--dsn", dsn],
                     _environment(), bench.folder / f"yardstick-{tag}.log", port, dsn)
     bench.started.append(server)
     try:

@@ -1,4 +1,4 @@
-"""WebSocket scenarios: fan-out against the yardstick's naive broadcast, memory per socket, resume.
+"""WebSocket scenarios: fan-out against the yardstick's naive broadcast, idle sockets, resume.
 
 Each scenario starts fresh servers (and databases) of its own, returns its
 figures under their published names plus details, and writes down in
@@ -26,11 +26,12 @@ from store import events
 from store.pool import create_pool
 
 CHANNEL = "orders"
+TICK = "bench.tick"  # the name of the events the bench writes
 SUBSCRIBE = msgspec.json.encode({"type": "subscribe", "channels": [CHANNEL]}).decode()
 ROUND_TIMEOUT_SECONDS = 120.0
 WARMUP_EVENTS = 10
 IDLE_SECONDS = 3.0
-MEMORY_WARM_SOCKETS = 50  # opened before the baseline, so first-use costs are not counted
+IDLE_WARM_SOCKETS = 50  # opened before the baseline, so first-use costs are not counted
 RESUME_EVENTS = 1000
 
 
@@ -68,7 +69,7 @@ async def write_events(pool: asyncpg.Pool, rid: int, count: int) -> float:
     started = time.monotonic()
     for i in range(count):
         async with events.write(pool) as tx:
-            tx.emit(rid, CHANNEL, "bench.tick", tick(i))
+            tx.emit(rid, CHANNEL, TICK, tick(i))
     return time.monotonic() - started
 
 
@@ -117,17 +118,17 @@ async def _timed_round(crowd: Crowd, server: Server, group: str, sockets: int, n
             "frame_bytes": status["received_bytes"] / (sockets * n)}
 
 
-async def _connect_all(crowd: Crowd, target: Target, count: int) -> None:
+async def _connect_all(bench: Bench, crowd: Crowd, target: Target, count: int) -> None:
     opened = await crowd.open(target, count)
     if opened["opened"] != count:
         raise Failed(f"{target.group}: opened {opened['opened']} of {count} sockets: "
                      f"{opened['errors']}")
-    print(f"  {count} {target.group} sockets ready in {opened['seconds']:.1f} s", flush=True)
+    bench.progress(f"{count} {target.group} sockets ready in {opened['seconds']:.1f} s")
 
 
 async def fanout(bench: Bench) -> dict[str, Any]:
     """S sockets on each server; N events through Serveline's outbox vs POST /blast?n=N."""
-    sockets, n, rounds = (200, 50, 3) if bench.quick else (1000, 200, 3)
+    sockets, n, rounds = (1000, 100, 3) if bench.quick else (1000, 200, 3)
     async with AsyncExitStack() as stack:
         app = await stack.enter_async_context(serveline(bench, "fanout"))
         bare = await stack.enter_async_context(yardstick(bench, "fanout"))
@@ -150,8 +151,8 @@ async def fanout(bench: Bench) -> dict[str, Any]:
             "yardstick": lambda count: _timed_round(crowd, bare, "yardstick", sockets, count,
                                                     lambda: blast(count)),
         }
-        await _connect_all(crowd, serveline_target(app, token, rid, "serveline"), sockets)
-        await _connect_all(crowd, yardstick_target(bare, "yardstick"), sockets)
+        await _connect_all(bench, crowd, serveline_target(app, token, rid, "serveline"), sockets)
+        await _connect_all(bench, crowd, yardstick_target(bare, "yardstick"), sockets)
         for run in runs.values():  # warm-up, not counted
             await run(WARMUP_EVENTS)
 
@@ -161,9 +162,9 @@ async def fanout(bench: Bench) -> dict[str, Any]:
             for name in order:
                 result = await runs[name](n)
                 results[name].append(result)
-                print(f"  round {index + 1} {name:9}: {result['dps']:>9,.0f} deliveries/s "
-                      f"({result['seconds']:.3f} s, server CPU "
-                      f"{result['server_cpu_us_per_delivery']:.1f} us/delivery)", flush=True)
+                bench.progress(f"round {index + 1} {name:9}: {result['dps']:>9,.0f} deliveries/s "
+                               f"({result['seconds']:.3f} s, server CPU "
+                               f"{result['server_cpu_us_per_delivery']:.1f} us/delivery)")
         status = await crowd.status("serveline")
         if status["open"] != sockets:
             raise Failed(f"serveline: {sockets - status['open']} sockets closed after the rounds: "
@@ -174,8 +175,8 @@ async def fanout(bench: Bench) -> dict[str, Any]:
     serveline_dps = statistics.median(r["dps"] for r in results["serveline"])
     blast_dps = statistics.median(r["dps"] for r in results["yardstick"])
     return {
-        "serveline_fanout_dps": serveline_dps,
-        "yardstick_blast_dps": blast_dps,
+        "fanout_deliveries_per_s": serveline_dps,
+        "blast_deliveries_per_s": blast_dps,
         "ratio_fanout_vs_blast": serveline_dps / blast_dps,
         "details": {
             "fanout": {
@@ -195,20 +196,20 @@ async def fanout(bench: Bench) -> dict[str, Any]:
     }
 
 
-# memory -----------------------------------------------------------------------
+# idle -------------------------------------------------------------------------
 
 def reachable_sockets(bench: Bench, wanted: int) -> int:
     """The most sockets this machine's fd limit and port range allow, noting any cut."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     spare = 256  # the server's own files, pool, log; the client process's pipes and imports
     ports = local_port_count()
-    bounds = {"the server's open-files limit": limit - spare - MEMORY_WARM_SOCKETS,
+    bounds = {"the server's open-files limit": limit - spare - IDLE_WARM_SOCKETS,
               "a client process's open-files limit": (limit - spare) * bench.processes}
     if ports is not None:
-        bounds["the local port range"] = ports - MEMORY_WARM_SOCKETS - spare
+        bounds["the local port range"] = ports - IDLE_WARM_SOCKETS - spare
     reason, most = min(bounds.items(), key=lambda item: item[1])
     if most < wanted:
-        bench.note(f"memory: {wanted} sockets asked for, {most} possible because of {reason}")
+        bench.note(f"idle: {wanted} sockets asked for, {most} possible because of {reason}")
         return most
     return wanted
 
@@ -217,47 +218,54 @@ async def _hold(bench: Bench, crowd: Crowd, server: Server, target: Target,
                 count: int) -> dict[str, Any]:
     """RSS before and after `count` idle sockets (after a small warm-up batch is already open)."""
     warm = msgspec.structs.replace(target, group=target.group + "-warm")
-    await _connect_all(crowd, warm, MEMORY_WARM_SOCKETS)
+    await _connect_all(bench, crowd, warm, IDLE_WARM_SOCKETS)
     await asyncio.sleep(IDLE_SECONDS)
     before = server.rss()
     opened = await crowd.open(target, count)
-    print(f"  {opened['opened']} {target.group} sockets opened in {opened['seconds']:.1f} s",
-          flush=True)
+    bench.progress(f"{opened['opened']} {target.group} sockets opened in "
+                   f"{opened['seconds']:.1f} s; idle {IDLE_SECONDS:g} s")
     if opened["errors"]:
-        bench.note(f"memory: {target.group}: {count - opened['opened']} of {count} sockets failed "
+        bench.note(f"idle: {target.group}: {count - opened['opened']} of {count} sockets failed "
                    f"to open: {opened['errors']}")
     await asyncio.sleep(IDLE_SECONDS)
     status = await crowd.status(target.group)
     after = server.rss()
     held = status["open"]
     if held < count:
-        bench.note(f"memory: {target.group}: {held} of {count} sockets open at the measurement; "
+        bench.note(f"idle: {target.group}: {held} of {count} sockets open at the measurement; "
                    f"server closes {status['server_closes']}")
     if held == 0:
-        raise Failed(f"memory: no {target.group} socket stayed open")
+        raise Failed(f"idle: no {target.group} socket stayed open")
     await crowd.close(target.group)
     await crowd.close(warm.group)
     return {"sockets": held, "rss_before": before, "rss_after": after,
             "per_socket": (after - before) / held}
 
 
-async def memory(bench: Bench) -> dict[str, Any]:
+async def idle(bench: Bench) -> dict[str, Any]:
     """Server RSS per idle socket: Serveline's signed-in and subscribed, the yardstick's bare."""
-    count = reachable_sockets(bench, 2000 if bench.quick else 10_000)
+    asked = 2000 if bench.quick else 10_000
+    count = reachable_sockets(bench, asked)
     async with Crowd(bench.processes) as crowd:
-        async with serveline(bench, "memory") as app:
+        async with serveline(bench, "idle") as app:
             token, rid = await sign_in(app)
             mine = await _hold(bench, crowd, app, serveline_target(app, token, rid), count)
         check_log(bench, app)
-        async with yardstick(bench, "memory") as bare:
+        async with yardstick(bench, "idle") as bare:
             theirs = await _hold(bench, crowd, bare, yardstick_target(bare), count)
         check_log(bench, bare)
-    return {
-        "rss_per_socket_bytes": mine["per_socket"],
-        "yardstick_rss_per_socket_bytes": theirs["per_socket"],
-        "details": {"memory": {"asked": 2000 if bench.quick else 10_000,
-                               "serveline": mine, "yardstick": theirs}},
+    figures = {
+        "idle_bytes_per_socket": mine["per_socket"],
+        "yardstick_idle_bytes_per_socket": theirs["per_socket"],
+        "details": {"idle": {"asked": asked, "idle_seconds": IDLE_SECONDS,
+                             "warm_sockets": IDLE_WARM_SOCKETS,
+                             "serveline": mine, "yardstick": theirs}},
     }
+    if theirs["per_socket"] > 0:
+        figures["ratio_idle_vs_bare"] = mine["per_socket"] / theirs["per_socket"]
+    else:
+        bench.note("idle: the yardstick's RSS did not grow with its sockets; no ratio")
+    return figures
 
 
 # resume -----------------------------------------------------------------------
@@ -293,12 +301,20 @@ async def _resume_once(http: aiohttp.ClientSession, target: Target, pool: asyncp
         started = time.perf_counter()
         await ws.send_str(resubscribe)
         await _until(ws, "subscribed")
-        last = where["seq"]
-        for _ in range(RESUME_EVENTS):
+        # seq is per restaurant: other channels' events (a device going offline, say) make
+        # it jump, so each of our own events is checked by its index, in order.
+        last, expected = where["seq"], 0
+        while expected < RESUME_EVENTS:
             event = await _until(ws, "event")
-            if event["seq"] != last + 1:
-                raise Failed(f"resume: after seq {last} came {event['seq']} (a gap or a repeat)")
+            if event["seq"] <= last:
+                raise Failed(f"resume: after seq {last} came {event['seq']} (a repeat)")
             last = event["seq"]
+            if event["name"] != TICK:
+                continue
+            if event["data"]["id"] != expected:
+                raise Failed(f"resume: expected missed event {expected}, got "
+                             f"{event['data']['id']} (seq {last}): one was lost")
+            expected += 1
         return (time.perf_counter() - started) * 1000
 
 
@@ -316,7 +332,7 @@ async def resume(bench: Bench) -> dict[str, Any]:
         timings = []
         for index in range(repeats):
             timings.append(await _resume_once(http, target, pool, rid))
-            print(f"  resume {index + 1}: {timings[-1]:.1f} ms", flush=True)
+            bench.progress(f"resume {index + 1}: {timings[-1]:.1f} ms")
     check_log(bench, app)
     return {"resume_1000_ms": statistics.median(timings),
             "details": {"resume": {"events": RESUME_EVENTS, "repeats": repeats,
@@ -325,6 +341,6 @@ async def resume(bench: Bench) -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict[str, Any]]]] = {
     "fanout": fanout,
-    "memory": memory,
+    "idle": idle,
     "resume": resume,
 }

@@ -77,6 +77,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def seed_demo(pool: asyncpg.Pool, passwords: Passwords, config: Config) -> str | None:
     """Seed the demo restaurant on an empty database; its password if this call seeded it."""
+    if await restaurant_store.all_ids(pool):
+        return None  # the usual start: no argon2 hash (a quarter second) for a seed never made
     password = config.demo_password or secrets.token_urlsafe(9)
     if await seed_demo_if_empty(pool, await passwords.hash(password)):
         return password
