@@ -43,9 +43,11 @@ from server.config import Config
 from server.housekeeping import housekeeping
 from server.http import compress_large
 from server.idempotency import idempotent_posts
+from server.identity import Credentials
 from server.keys import (
     CACHE,
     CONFIG,
+    CREDENTIALS,
     DEMO_PASSWORD,
     HUB,
     LOGIN_THROTTLE,
@@ -124,6 +126,8 @@ async def realtime(app: web.Application) -> AsyncIterator[None]:
     """The hub: one LISTEN connection, rooms, receipts. Started after the pool, stopped before it."""
     config = app[CONFIG]
     app[HUB] = Hub(app[POOL], config.database_url, config.ack_flush_seconds)
+    app[HUB].on_commit.append(app[CREDENTIALS].changed)  # sign-outs and revocations, at once
+    app[HUB].on_gap.append(app[CREDENTIALS].forget_all)
     await app[HUB].start()
     yield
     await app[HUB].stop()
@@ -169,6 +173,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[QUERY_LOG] = QueryLog(config.slow_query_ms, config.critical_query_ms,
                               patterns=config.query_stats)
+    app[CREDENTIALS] = Credentials()
     app[PASSWORDS] = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
     app[RATE_LIMITS] = RateLimits(config)
     app[LOGIN_THROTTLE] = LoginThrottle(config.login_failure_limit, config.login_address_limit,

@@ -26,7 +26,7 @@ from yarl import URL
 
 from server.auth import Handler
 from server.http import GZIP_INLINE_BYTES, GZIP_MIN_BYTES, SEQ_HEADER, wants_gzip
-from server.keys import CACHE
+from server.keys import HUB
 from store import events
 
 log = logging.getLogger("serveline.cache")
@@ -213,8 +213,8 @@ class ResponseCache:
 
 @web.middleware
 async def own_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A write's own process stops trusting what it changed at once, not when the notification
-    comes back: a client's next read here sees its write even if it is faster than the notify."""
+    """A write's own process acts on what it changed at once, not when the notification comes
+    back: a client's next read here sees its write, and a sign-out here is final at once."""
     if request.method in ("GET", "HEAD"):
         return await handler(request)
     heard: list[tuple[int, int, frozenset[str]]] = []
@@ -224,7 +224,8 @@ async def own_writes(request: web.Request, handler: Handler) -> web.StreamRespon
     finally:
         events.following.reset(token)
         for restaurant_id, seq, families in heard:
-            request.app[CACHE].changed(restaurant_id, seq, families)
+            for follower in request.app[HUB].on_commit:  # this cache, known credentials …
+                follower(restaurant_id, seq, families)
 
 
 def _min_seq(request: web.Request) -> int:

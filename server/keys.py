@@ -13,6 +13,7 @@ from store.credentials import Principal
 
 if TYPE_CHECKING:
     from server.cache import ResponseCache
+    from server.identity import Credentials
     from server.querylog import QueryLog
     from server.ratelimit import RateLimits
     from server.realtime.hub import Hub
@@ -28,6 +29,7 @@ OPENAPI = web.AppKey("openapi", OpenApi)
 QUERY_LOG: web.AppKey[QueryLog] = web.AppKey("query_log")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 CACHE: web.AppKey[ResponseCache] = web.AppKey("cache")
+CREDENTIALS: web.AppKey[Credentials] = web.AppKey("credentials")
 POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -29,6 +29,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     roles: dict[int, str] = {}  # restaurant id -> role
     scopes: frozenset[str] = frozenset()
     expired: bool = False
+    expires_at: datetime | None = None  # a session's end (devices and keys do not expire)
 
 
 def new_token(prefix: str) -> str:
@@ -41,18 +42,18 @@ def token_hash(token: str) -> bytes:
 
 SESSION_BY_HASH = """
 WITH s AS (
-    SELECT s.id, s.user_id, s.expires_at <= now() AS expired, u.name
+    SELECT s.id, s.user_id, s.expires_at <= now() AS expired, s.expires_at, u.name
     FROM sessions s JOIN users u ON u.id = s.user_id
     WHERE s.token_hash = $1 AND s.revoked_at IS NULL
 ), touched AS (
     UPDATE sessions SET last_seen_at = now()
     WHERE id = (SELECT id FROM s) AND last_seen_at < now() - interval '1 minute'
 )
-SELECT s.id, s.user_id, s.expired, s.name,
+SELECT s.id, s.user_id, s.expired, s.expires_at, s.name,
        array_remove(array_agg(st.restaurant_id), NULL) AS restaurant_ids,
        array_remove(array_agg(st.role), NULL) AS roles
 FROM s LEFT JOIN staff st ON st.user_id = s.user_id
-GROUP BY s.id, s.user_id, s.expired, s.name
+GROUP BY s.id, s.user_id, s.expired, s.expires_at, s.name
 """
 
 DEVICE_BY_HASH = """
@@ -89,7 +90,7 @@ async def resolve(pool: asyncpg.Pool, token: str) -> Principal | None:
             return None
         return Principal(kind="session", id=row["id"], name=row["name"], user_id=row["user_id"],
                          roles=dict(zip(row["restaurant_ids"], row["roles"])),
-                         expired=row["expired"])
+                         expired=row["expired"], expires_at=row["expires_at"])
     if token.startswith(DEVICE_PREFIX):
         row = await pool.fetchrow(DEVICE_BY_HASH, digest)
         if row is None:

@@ -1,7 +1,10 @@
 """Device tokens and API keys: shown once, stored hashed, scoped, revocable."""
 from __future__ import annotations
 
-from conftest import bearer, error_of, table_counts
+import asyncio
+
+import msgspec
+from conftest import PASSWORD, bearer, error_of, table_counts
 
 
 async def register_device(client, rid, headers, role="kitchen"):
@@ -115,3 +118,57 @@ async def test_restaurant_reports_its_epoch_and_seq(client, db, rid, tokens):
     assert body["restaurant"]["epoch"] == str(row["epoch"])
     assert body["restaurant"]["seq"] == row["seq"]
     assert body["role"] == "host"
+
+
+async def until_status(client, path, headers, status, seconds=3.0):
+    """Another instance hears of a revocation through the event stream: within moments."""
+    for _ in range(int(seconds / 0.05)):
+        response = await client.get(path, headers=headers)
+        if response.status == status:
+            return response
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} never answered {status}")
+
+
+async def test_a_known_token_is_refused_at_once_when_revoked_on_any_instance(make_client, config,
+                                                                            rid, tokens):
+    here, there = await make_client(config), await make_client(config)
+    manager = bearer(await tokens("manager"))
+    device = await register_device(here, rid, manager)
+    screen = bearer(device["token"])
+    tickets = f"/api/v1/restaurants/{rid}/kitchen/tickets"
+    assert (await here.get(tickets, headers=screen)).status == 200  # known to both now
+    assert (await there.get(tickets, headers=screen)).status == 200
+    revoked = await here.delete(f"/api/v1/restaurants/{rid}/devices/{device['device']['id']}",
+                                headers=manager)
+    assert revoked.status == 200
+    assert (await here.get(tickets, headers=screen)).status == 401  # the revoking instance: at once
+    refused = await until_status(there, tickets, screen, 401)
+    assert "revoked" in (await error_of(refused))["message"]
+
+
+async def test_a_role_change_applies_to_a_known_session_at_once(client, rid, tokens, db):
+    host = bearer(await tokens("host"))
+    owner = bearer(await tokens("owner"))
+    waitlist = f"/api/v1/restaurants/{rid}/waitlist"
+    assert (await client.post(waitlist, headers=host, json={"name": "Ode", "size": 2})).status == 201
+    host_id = await db.fetchval("SELECT id FROM users WHERE email = 'host@demo.test'")
+    demoted = await client.patch(f"/api/v1/restaurants/{rid}/staff/{host_id}", headers=owner,
+                                 json={"role": "kitchen"})
+    assert demoted.status == 200
+    refused = await client.post(waitlist, headers=host, json={"name": "Ode", "size": 2})
+    assert refused.status == 403
+
+
+async def test_a_known_session_still_ends_on_time(make_client, config, rid):
+    short = await make_client(msgspec.structs.replace(config, session_hours=1.5 / 3600))
+    login = await short.post("/api/v1/auth/login", json={"email": "host@demo.test",
+                                                          "password": PASSWORD})
+    session = bearer((await login.json())["token"])
+    short.session.cookie_jar.clear()
+    menu = f"/api/v1/restaurants/{rid}/menu"
+    assert (await short.get(menu, headers=session)).status == 200  # resolved and kept
+    await asyncio.sleep(1.7)
+    expired = await short.get(menu, headers=session)
+    assert expired.status == 401
+    assert "expired" in (await error_of(expired))["message"]
