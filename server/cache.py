@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 import asyncpg
 import msgspec
 from aiocache import Cache
-from aiocache.serializers import BaseSerializer
+from aiocache.serializers import BaseSerializer, NullSerializer
 from aiohttp import hdrs, web
 from yarl import URL
 
@@ -82,7 +82,8 @@ def _backend(url: str | None, timeout: float) -> tuple[Cache, str]:
     if not url:
         # No timeout: memory cannot hang, and aiocache would wrap every call in asyncio.wait_for
         # (a task of its own per get: about 30 us of a cached read's CPU).
-        return Cache(Cache.MEMORY, serializer=_EntrySerializer(), timeout=None), "memory"
+        # The entry object itself is kept: no encoding or decoding on a hit.
+        return Cache(Cache.MEMORY, serializer=NullSerializer(), timeout=None), "memory"
     parsed = URL(url)
     if parsed.scheme not in ("redis", "rediss"):
         raise SystemExit(f"serveline: CACHE_URL must be redis://…, not {parsed.scheme}://")
