@@ -127,6 +127,7 @@ async def realtime(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[HUB] = Hub(app[POOL], config.database_url, config.ack_flush_seconds)
     app[HUB].on_commit.append(app[CREDENTIALS].changed)  # sign-outs and revocations, at once
+    app[HUB].on_lost.append(app[CREDENTIALS].forget_all)
     app[HUB].on_gap.append(app[CREDENTIALS].forget_all)
     await app[HUB].start()
     yield
@@ -150,6 +151,7 @@ async def caching(app: web.Application) -> AsyncIterator[None]:
     cache = app[CACHE] = ResponseCache(app[CONFIG].cache_url)
     await cache.start(app[POOL])
     app[HUB].on_commit.append(cache.changed)
+    app[HUB].on_lost.append(cache.deaf)
     app[HUB].on_gap.append(cache.lost_track)
     warming = asyncio.create_task(warm_caches(app))  # readiness does not wait for it
     yield

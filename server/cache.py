@@ -116,6 +116,10 @@ class ResponseCache:
         if self._syncing is not None:
             await asyncio.shield(self._syncing)
 
+    def deaf(self) -> None:
+        """The event stream is down: trust no entry until it is back and caught up."""
+        self.synced = False
+
     def lost_track(self) -> None:
         """At start, and after a gap in the event stream (LISTEN reconnected): trust no entry
         until the last change of each kind is read back from the event log."""

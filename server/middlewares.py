@@ -84,7 +84,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                     request.get(REQUEST_ID))
         return error_response(503, "unavailable", "the database took too long; try again",
                               headers={"Retry-After": "2"})
-    except UNAVAILABLE:
+    except UNAVAILABLE as exc:
+        if isinstance(exc, ConnectionResetError) and (request.transport is None
+                                                       or request.transport.is_closing()):
+            # The client hung up (e.g. while its body was read): not the database; nobody to answer.
+            log.info("client went away during %s %s [%s]", request.method, request.path,
+                     request.get(REQUEST_ID))
+            return error_response(400, "bad_request", "the client closed the connection")
         log.warning("database unavailable on %s %s [%s]", request.method, request.path,
                     request.get(REQUEST_ID), exc_info=True)
         return error_response(503, "unavailable", "the database is unavailable; try again shortly",

@@ -129,7 +129,8 @@ WITH due AS (
     UPDATE order_items oi SET status = 'fired', fired_at = now(), ticket_id = made.id,
                               version = oi.version + 1
     FROM due JOIN made ON made.station = due.station
-    WHERE oi.restaurant_id = $1 AND oi.id = due.id
+    WHERE oi.restaurant_id = $1 AND oi.order_id = $2 AND oi.id = due.id  -- order_id: keeps the
+      -- plan on the order's own lines even when it was made while the table was empty
     RETURNING oi.ticket_id
 )
 SELECT coalesce(array_agg(DISTINCT ticket_id), '{}') FROM fired"""

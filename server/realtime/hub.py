@@ -53,9 +53,11 @@ class Hub:
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._listen_lost = asyncio.Event()
-        # Others following the stream (the response cache): told of each commit's families,
-        # and of gaps, when the LISTEN connection was away and commits may have been missed.
+        # Others following the stream (the response cache, known credentials): told of each
+        # commit's families; when the LISTEN connection is lost (commits may go unheard from
+        # now on); and of the gap once it is back (commits may have been missed meanwhile).
         self.on_commit: list[Callable[[int, int, frozenset[str] | None], None]] = []
+        self.on_lost: list[Callable[[], None]] = []
         self.on_gap: list[Callable[[], None]] = []
         # Told, per event handed to at least one socket, the seconds since its `at` (metrics).
         self.on_delivered: list[Callable[[float], None]] = []
@@ -103,10 +105,15 @@ class Hub:
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self.dsn, server_settings={"application_name": LISTEN_NAME})
-        conn.add_termination_listener(lambda _: self._listen_lost.set())
+        conn.add_termination_listener(lambda _: self._lost())
         await conn.add_listener(events.NOTIFY_CHANNEL, self._notified)
         self._listener = conn
         self._listen_lost.clear()
+
+    def _lost(self) -> None:
+        self._listen_lost.set()
+        for follower in self.on_lost:
+            follower()
 
     async def _keep_listening(self) -> None:
         while not self._stopping:
