@@ -1,1 +1,1 @@
-"""Benchmarks: Serveline measured beside the yardstick in ../shared/yardstick (see README.md)."""
+"""Benchmarks: Serveline measured beside bench/bare.py, the bare baseline (see README.md)."""
