@@ -58,6 +58,7 @@ class Hub:
         # now on); and of the gap once it is back (commits may have been missed meanwhile).
         self.on_commit: list[Callable[[int, int, frozenset[str] | None], None]] = []
         self.on_lost: list[Callable[[], None]] = []
+        self.heard: dict[int, int] = {}  # restaurant id -> last seq a notification announced
         self.on_gap: list[Callable[[], None]] = []
         # Told, per event handed to at least one socket, the seconds since its `at` (metrics).
         self.on_delivered: list[Callable[[float], None]] = []
@@ -134,6 +135,8 @@ class Hub:
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         rid, seq, families = (payload.split(":", 2) + [""])[:3]
         restaurant_id, last = int(rid), int(seq)
+        if last > self.heard.get(restaurant_id, 0):
+            self.heard[restaurant_id] = last
         for follower in self.on_commit:
             follower(restaurant_id, last, frozenset(families.split(",")) if families else None)
         room = self.rooms.get(restaurant_id)
