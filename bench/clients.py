@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import multiprocessing
 import signal
 import time
@@ -53,6 +54,7 @@ async def receive(pipe: Connection) -> Any:
         await readable
     finally:
         loop.remove_reader(pipe.fileno())
+    os.set_blocking(pipe.fileno(), True)  # uvloop leaves it non-blocking; a big reply needs waits
     return pipe.recv()
 
 

@@ -62,6 +62,8 @@ class Frame(msgspec.Struct):
     epoch: str = ""
     name: str = ""
     data: msgspec.Raw = msgspec.Raw(b"{}")
+    code: str = ""  # of an error message
+    message: str = ""
 
 
 decode_frame = msgspec.json.Decoder(Frame).decode
@@ -115,10 +117,11 @@ class Device:
         """(monotonic start, status or 0 when unanswered, decoded body of a success).
         `keyed` sends a fresh Idempotency-Key, `version` an If-Match."""
         route = f"{method} {template}"
-        headers = self.headers
-        if keyed or version is not None:
-            headers = {**headers, **({"Idempotency-Key": uuid.uuid4().hex} if keyed else {}),
-                       **({"If-Match": f'"{version}"'} if version is not None else {})}
+        headers = dict(self.headers)
+        if keyed:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        if version is not None:
+            headers["If-Match"] = f'"{version}"'
         url = self.base + template.format(rid=self.rid, **ids) + query
         started = time.monotonic()
         try:
@@ -154,6 +157,7 @@ class Screen:
         self.reached = asyncio.Event()
         self.closing = False
         self.acked_at = 0.0
+        self.acking: asyncio.Task[None] | None = None
 
     async def _next(self) -> Frame:
         msg = await self.ws.receive(timeout=CONNECT_TIMEOUT_SECONDS)
@@ -182,7 +186,7 @@ class Screen:
 
     async def listen(self) -> None:
         """Read until told to close; a close by the server is counted and resumed."""
-        for _ in range(RECONNECTS + 1):
+        for attempt in range(RECONNECTS + 1):
             async for msg in self.ws:
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     self._received(decode_frame(msg.data))
@@ -190,6 +194,9 @@ class Screen:
                 return
             self.closes.append(str(self.ws.close_code))
             self.device.tally.error(f"socket closed {self.ws.close_code}", self.name)
+            if attempt == RECONNECTS:
+                self.device.tally.error("socket given up", f"{self.name}: closed {self.closes}")
+                return
             try:
                 await asyncio.wait_for(self.open(), CONNECT_TIMEOUT_SECONDS)
             except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError) as error:
@@ -202,6 +209,8 @@ class Screen:
             self.device.tally.error("socket reset", self.name)
             self.last_seq = frame.seq
             return
+        if frame.type == "error":
+            self.device.tally.error(f"socket error {frame.code}", f"{self.name}: {frame.message}")
         if frame.type != "event":
             return
         self.seqs.append(frame.seq)
@@ -213,7 +222,7 @@ class Screen:
         now = time.monotonic()
         if now - self.acked_at > ACK_SECONDS and not self.ws.closed:
             self.acked_at = now
-            asyncio.ensure_future(self._ack(self.last_seq))
+            self.acking = asyncio.ensure_future(self._ack(self.last_seq))  # held until done
 
     async def _ack(self, seq: int) -> None:
         """A receipt, as devices send them; a socket closing meanwhile is no matter."""

@@ -88,7 +88,8 @@ class _Worker:
         done, late = await asyncio.wait(pending, timeout=timeout) if pending else (set(), set())
         for task in late:
             task.cancel()
-        failures = [task.exception() for task in done
+        ended = [*done, *(task for task in self.listening if task.done())]  # a socket's reader too
+        failures = [task.exception() for task in ended
                     if not task.cancelled() and task.exception() is not None]
         for failure in failures:
             self.tally.error("client bug", f"{type(failure).__name__}: {failure}")

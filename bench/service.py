@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -77,13 +77,14 @@ class Crew:
         self.host = HostStand(self, Device(http, tally, place, place.host))
         self.manager = Device(http, tally, place, place.manager)
 
-    def open(self) -> bool:
+    def serving(self) -> bool:
+        """Before the deadline: new work may start."""
         return time.monotonic() < self.deadline
 
     async def pause(self, span: tuple[float, float]) -> bool:
         """Sleep a drawn while; False when the deadline comes first (nothing more to start)."""
         await asyncio.sleep(self.rng.uniform(*span))
-        return self.open()
+        return self.serving()
 
     async def every(self, span: tuple[float, float]) -> AsyncIterator[None]:
         """Until the deadline, once per drawn while; the first comes anywhere up to the
@@ -93,8 +94,9 @@ class Crew:
             while await self.pause(span):
                 yield
 
-    def chore(self, work: Awaitable[None]) -> None:
-        if not self.open():
+    def chore(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a device's follow-up (cook a ticket, run food) unless service is over."""
+        if not self.serving():
             work.close()
             return
         task = asyncio.ensure_future(work)
@@ -258,13 +260,13 @@ class Expo:
             if status != 200 or order["status"] != "open":
                 return
             for item in order["items"]:
-                if item["status"] == "ready" and self.crew.open():
+                if item["status"] == "ready" and self.crew.serving():
                     _, status, served = await self.device.call(
                         "POST", ORDER + "/items/{item_id}/serve", keyed=True, order_id=order_id,
                         item_id=item["id"])
                     if status == 200:
                         order = served
-            if self.crew.open() and all(i["status"] in ("served", "void") for i in order["items"]):
+            if self.crew.serving() and all(i["status"] in ("served", "void") for i in order["items"]):
                 # Paid as the check showed it: an iPad adding a line meanwhile makes this a 412.
                 total = order["total_minor"]
                 payment = {"method": "card", "amount_minor": total, "tip_minor": total // 5}

@@ -143,7 +143,8 @@ WITH k AS (
     RETURNING id
 ), items AS (
     UPDATE order_items oi SET status = 'cooking', cooking_at = now(), version = oi.version + 1
-    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id AND oi.status = 'fired'
+    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = $2 AND oi.ticket_id = k.id  -- $2: the plan
+      AND oi.status = 'fired'                                    -- stays on this ticket's lines
     RETURNING oi.id
 )
 SELECT count(*) FROM k"""
@@ -156,7 +157,8 @@ WITH k AS (
     RETURNING id
 ), items AS (
     UPDATE order_items oi SET status = 'ready', ready_at = now(), version = oi.version + 1
-    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id AND oi.status IN ('fired', 'cooking')
+    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = $2 AND oi.ticket_id = k.id
+      AND oi.status IN ('fired', 'cooking')
     RETURNING oi.id
 )
 SELECT count(*) FROM k"""
@@ -169,7 +171,8 @@ WITH k AS (
     RETURNING id
 ), items AS (
     UPDATE order_items oi SET status = 'cooking', ready_at = NULL, version = oi.version + 1
-    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id AND oi.status = 'ready'
+    FROM k WHERE oi.restaurant_id = $1 AND oi.ticket_id = $2 AND oi.ticket_id = k.id
+      AND oi.status = 'ready'
     RETURNING oi.id
 )
 SELECT count(*) FROM k"""
