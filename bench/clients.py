@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import multiprocessing
+import os
 import signal
 import time
 from collections import Counter

@@ -20,8 +20,15 @@ import msgspec
 
 from bench import clients
 from bench.clients import Crowd, Target
-from bench.servers import (DEMO_PASSWORD, Bench, Failed, Server, local_port_count, serveline,
-                           yardstick)
+from bench.servers import (
+    DEMO_PASSWORD,
+    Bench,
+    Failed,
+    Server,
+    local_port_count,
+    serveline,
+    yardstick,
+)
 from store import events
 from store.pool import create_pool
 
