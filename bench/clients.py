@@ -199,26 +199,36 @@ class _Worker:
             await self.close(name)
 
 
+async def obey(pipe: Connection, worker: Any) -> bool:
+    """Run the parent's commands on `worker` until "stop" (True) or the parent is gone (False)."""
+    while True:
+        try:
+            command, *args = await receive(pipe)
+        except EOFError:  # the parent is gone
+            return False
+        if command == "stop":
+            return True
+        try:
+            pipe.send(await getattr(worker, command)(*args))
+        except Exception as error:  # noqa: BLE001 - the parent reports it and stops
+            pipe.send({"error": f"{command}: {type(error).__name__}: {error}"})
+
+
+def stopped(pipe: Connection) -> None:
+    with contextlib.suppress(OSError):
+        pipe.send("stopped")
+
+
 async def _serve(pipe: Connection) -> None:
     connector = aiohttp.TCPConnector(limit=0)  # the default limit (100) would cap the sockets
     async with aiohttp.ClientSession(connector=connector) as session:
         worker = _Worker(session)
         try:
-            while True:
-                try:
-                    command, *args = await receive(pipe)
-                except EOFError:  # the parent is gone
-                    return
-                if command == "stop":
-                    break
-                try:
-                    pipe.send(await getattr(worker, command)(*args))
-                except Exception as error:  # noqa: BLE001 - the parent reports it and stops
-                    pipe.send({"error": f"{command}: {type(error).__name__}: {error}"})
+            if not await obey(pipe, worker):
+                return
         finally:
             await worker.close_all()
-    with contextlib.suppress(OSError):
-        pipe.send("stopped")
+    stopped(pipe)
 
 
 def _process_main(pipe: Connection) -> None:

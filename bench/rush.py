@@ -11,9 +11,7 @@ on Linux, so a ticket's order POST start and its arrival on a screen compare.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
-import os
 import random
 import signal
 import time
@@ -23,27 +21,9 @@ from typing import Any, Self
 import aiohttp
 import uvloop
 
-from bench.clients import COMMAND_TIMEOUT_SECONDS, Crowd
+from bench.clients import Crowd, obey, stopped
 from bench.devices import REQUEST_TIMEOUT_SECONDS, Restaurant, Tally
 from bench.service import Crew
-
-
-async def receive(pipe: Connection) -> Any:
-    """The next object from a pipe, waited for without blocking the event loop.
-
-    The loop's reader makes the descriptor non-blocking; it is made blocking again
-    before reading, so a reply larger than the socket buffer (a report, every seq of
-    a socket) is read whole, and this side's large sends are written whole.
-    """
-    loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(pipe.fileno(), lambda: readable.done() or readable.set_result(None))
-    try:
-        await readable
-    finally:
-        loop.remove_reader(pipe.fileno())
-    os.set_blocking(pipe.fileno(), True)
-    return pipe.recv()
 
 
 class _Worker:
@@ -128,21 +108,11 @@ async def _serve(pipe: Connection) -> None:
                                      cookie_jar=aiohttp.DummyCookieJar()) as http:
         worker = _Worker(http)
         try:
-            while True:
-                try:
-                    command, *args = await receive(pipe)
-                except EOFError:  # the parent is gone
-                    return
-                if command == "stop":
-                    break
-                try:
-                    pipe.send(await getattr(worker, command)(*args))
-                except Exception as error:  # noqa: BLE001 - the parent reports it and stops
-                    pipe.send({"error": f"{command}: {type(error).__name__}: {error}"})
+            if not await obey(pipe, worker):
+                return
         finally:
             await worker.close()
-    with contextlib.suppress(OSError):
-        pipe.send("stopped")
+    stopped(pipe)
 
 
 def _process_main(pipe: Connection) -> None:
@@ -164,20 +134,6 @@ class Rush(Crowd):
             self._procs.append(proc)
             self._pipes.append(mine)
         return self
-
-    async def _call(self, index: int, *command: Any,
-                    timeout: float = COMMAND_TIMEOUT_SECONDS) -> Any:
-        """As Crowd's, reading replies whole however large (see `receive`)."""
-        pipe = self._pipes[index]
-        try:
-            pipe.send(command)
-            reply = await asyncio.wait_for(receive(pipe), timeout)
-        except (EOFError, OSError) as error:
-            raise RuntimeError(f"client process {index} is gone "
-                               f"(exit code {self._procs[index].exitcode}): {error!r}") from error
-        if isinstance(reply, dict) and "error" in reply:
-            raise RuntimeError(f"client process {index}: {reply['error']}")
-        return reply
 
     @property
     def pids(self) -> list[int]:
