@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 import timeit
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -27,15 +26,7 @@ import msgspec
 from asyncpg.connection import LoggedQuery
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.servers import (
-    DEMO_PASSWORD,
-    Bench,
-    Failed,
-    Server,
-    _environment,
-    create_database,
-    free_port,
-)
+from bench.servers import Bench, Failed, Server, serveline
 from bench.ws import check_log, sign_in
 from server.metrics import Metrics
 from server.querylog import QueryLog
@@ -49,25 +40,6 @@ ROUND_TIMEOUT_SECONDS = 300.0
 ORDERS_ROUTE = "/api/v1/restaurants/{rid}/orders"
 MODES = {"on": {"SERVELINE_METRICS": "true", "SERVELINE_QUERY_STATS": "true"},
          "off": {"SERVELINE_METRICS": "false", "SERVELINE_QUERY_STATS": "false"}}
-
-
-@asynccontextmanager
-async def serveline_with(bench: Bench, tag: str, env: dict[str, str]) -> AsyncIterator[Server]:
-    """`python run.py` on a fresh database with extra settings, until the block ends."""
-    dsn = await create_database(bench.admin_dsn, f"serveline_{tag}")
-    port = free_port()
-    server = Server("serveline", [sys.executable, "run.py", "--port", str(port),
-                                  "--data-dir", str(bench.folder / f"serveline-{tag}-data")],
-                    _environment(DATABASE_URL=dsn, SERVELINE_DEMO_PASSWORD=DEMO_PASSWORD,
-                                 SERVELINE_SEED_DEMO="true", SERVELINE_RATE_LIMIT_SESSION="off",
-                                 **env),
-                    bench.folder / f"serveline-{tag}.log", port, dsn)
-    bench.started.append(server)
-    try:
-        await server.wait_ready("/api/health")
-        yield server
-    finally:
-        server.stop()
 
 
 class Door:
@@ -160,7 +132,8 @@ async def observe(bench: Bench) -> dict[str, Any]:
             connector=aiohttp.TCPConnector(limit=CONCURRENCY * 2)))
         doors = {}
         for mode, env in MODES.items():
-            server = await stack.enter_async_context(serveline_with(bench, f"observe-{mode}", env))
+            settings = {"SERVELINE_RATE_LIMIT_SESSION": "off", **env}
+            server = await stack.enter_async_context(serveline(bench, f"observe-{mode}", settings))
             doors[mode] = await open_door(server, http)
         for door in doors.values():
             await door.post_orders(WARMUP_REQUESTS)

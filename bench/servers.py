@@ -212,14 +212,15 @@ class Bench:
 
 
 @asynccontextmanager
-async def serveline(bench: Bench, tag: str) -> AsyncIterator[Server]:
-    """`python run.py` on a fresh database, demo seeded, until the block ends."""
+async def serveline(bench: Bench, tag: str,
+                    env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """`python run.py` on a fresh database, demo seeded, with extra settings, until the block ends."""
     dsn = await create_database(bench.admin_dsn, f"serveline_{tag}")
     port = free_port()
     server = Server("serveline", [sys.executable, "run.py", "--port", str(port),
-                                  "--data-dir", str(bench.folder / "serveline-data")],
+                                  "--data-dir", str(bench.folder / f"serveline-{tag}-data")],
                     _environment(DATABASE_URL=dsn, SERVELINE_DEMO_PASSWORD=DEMO_PASSWORD,
-                                 SERVELINE_SEED_DEMO="true"),
+                                 SERVELINE_SEED_DEMO="true", **(env or {})),
                     bench.folder / f"serveline-{tag}.log", port, dsn)
     bench.started.append(server)
     try:
