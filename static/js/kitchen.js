@@ -166,12 +166,21 @@ async function act(ticketId, action) {
   return response.ok;
 }
 
+let bumping = Promise.resolve();  // the last bump in flight: a recall waits for it
+
 async function bump(node) {
-  if (node && await act(node.dataset.id, "bump")) recallStack.push(node.dataset.id);
+  if (!node) return;
+  // Recallable at once: the socket may take the card away before the bump's own answer.
+  const id = node.dataset.id;
+  recallStack.push(id);
+  recallButton.disabled = false;
+  bumping = act(id, "bump");
+  if (!(await bumping)) recallStack.splice(recallStack.lastIndexOf(id), 1);
   recallButton.disabled = recallStack.length === 0;
 }
 
 async function recall() {
+  await bumping;
   const last = recallStack.pop();
   if (last) await act(last, "recall");
   recallButton.disabled = recallStack.length === 0;
