@@ -7,6 +7,7 @@ from aiohttp import web
 
 from server.auth import SERVERS, requires
 from server.http import (
+    SEQ_HEADER,
     after_id,
     decode,
     expected_version,
@@ -18,12 +19,15 @@ from server.http import (
     query_int,
     written,
 )
+from server.idempotency import answers_in_store, key_of, replay
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
 from store import orders
+from store.idempotency import Stored
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/restaurants/{rid}/orders"
+KEPT = {"Content-Type": "application/json"}  # kept with a created order's answer, beside its seq
 
 
 @routes.get(BASE)
@@ -40,10 +44,16 @@ async def list_orders(request: web.Request) -> web.Response:
 @routes.post(BASE)
 @requires(SERVERS, scope="write")
 @documented(body=orders.OrderIn, returns=orders.Order, status=201)
+@answers_in_store
 async def create_order(request: web.Request) -> web.Response:
+    key = await key_of(request)
     body = await decode(request, orders.OrderIn)
-    return written(*await orders.create(request.app[POOL], request[RESTAURANT_ID],
-                                        request[PRINCIPAL].user_id, body), 201)
+    outcome = await orders.create(request.app[POOL], request[RESTAURANT_ID],
+                                  request[PRINCIPAL].user_id, body, key, KEPT, SEQ_HEADER)
+    if isinstance(outcome, Stored):
+        assert key is not None
+        return replay(outcome, key.fingerprint)
+    return written(*outcome, 201)
 
 
 @routes.get(BASE + "/{order_id}")

@@ -59,9 +59,9 @@ from server.keys import (
     OpenApi,
 )
 from server.metrics import alert_figures, record_requests, setup_metrics
-from server.middlewares import authenticate, error_pages, errors, request_id
+from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
-from server.querylog import QueryLog, count_queries
+from server.querylog import QueryLog
 from server.ratelimit import RateLimits, rate_limiting, rate_limits
 from server.realtime.hub import Hub
 from server.realtime.presence import presence
@@ -168,9 +168,8 @@ async def say_goodbye(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, record_requests, compress_large, error_pages,
-                                       count_queries, errors, authenticate, rate_limits, own_writes,
-                                       idempotent_posts],
+    app = web.Application(middlewares=[request_id, record_requests, compress_large, errors,
+                                       authenticate, rate_limits, own_writes, idempotent_posts],
                           client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[QUERY_LOG] = QueryLog(config.slow_query_ms, config.critical_query_ms,

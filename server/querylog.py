@@ -20,11 +20,8 @@ from typing import Iterator
 
 import asyncpg
 import msgspec
-from aiohttp import web
 from asyncpg.connection import LoggedQuery
 
-from server.auth import Handler
-from server.keys import QUERY_LOG, REQUEST_ID
 from store import diagnostics
 
 log = logging.getLogger("serveline.sql")
@@ -230,9 +227,3 @@ def unrecorded() -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
-
-
-@web.middleware
-async def count_queries(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request.app[QUERY_LOG].begin(request[REQUEST_ID])
-    return await handler(request)

@@ -41,6 +41,11 @@ async def claim(conn: asyncpg.Connection, rid: int, key: str, fingerprint: bytes
     """Claim a key in the caller's transaction; or return the answer stored under it."""
     if await conn.fetchval(CLAIM, rid, key, fingerprint):
         return None
+    return await stored(conn, rid, key)
+
+
+async def stored(conn: asyncpg.Connection | asyncpg.Pool, rid: int, key: str) -> Stored:
+    """The answer stored under a key that is known to be taken."""
     row = await conn.fetchrow(STORED, rid, key)
     return Stored(fingerprint=row["request_hash"], status=row["status"], headers=row["headers"],
                   body=row["body"])

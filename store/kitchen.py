@@ -44,7 +44,9 @@ class Ticket(msgspec.Struct, frozen=True):
     items: list[TicketItem]
 
 
-TICKET_JSON = """json_build_object(
+# A ticket as the screens get it; `{items}`: where its lines are read from (order_items, or the
+# lines a statement has just inserted).
+TICKET_JSON_OF = """json_build_object(
     'id', k.id, 'order_id', k.order_id, 'station', k.station, 'course', k.course,
     'status', k.status, 'fired_at', k.fired_at, 'started_at', k.started_at,
     'bumped_at', k.bumped_at, 'recalled_at', k.recalled_at, 'version', k.version,
@@ -54,7 +56,8 @@ TICKET_JSON = """json_build_object(
                   'id', oi.id, 'menu_item_id', oi.menu_item_id, 'name', oi.name, 'qty', oi.qty,
                   'modifiers', oi.modifiers, 'note', oi.note, 'course', oi.course,
                   'status', oi.status) ORDER BY oi.id), '[]')
-              FROM order_items oi WHERE oi.restaurant_id = k.restaurant_id AND oi.ticket_id = k.id))"""
+              FROM {items} oi WHERE oi.restaurant_id = k.restaurant_id AND oi.ticket_id = k.id))"""
+TICKET_JSON = TICKET_JSON_OF.format(items="order_items")
 
 TICKET_FROM = """tickets k
 JOIN orders o ON o.restaurant_id = k.restaurant_id AND o.id = k.order_id
