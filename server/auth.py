@@ -27,6 +27,9 @@ TICKET_READERS = KITCHEN | {"server"}  # servers watch tickets for the pass
 SESSION_COOKIE = "serveline_session"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A middleware is any callable (request, handler) -> awaitable response. Those written as plain
+# functions hand a request they have nothing to do with straight on (`return handler(request)`):
+# no coroutine of their own per request, and no suspended frame held for a socket's lifetime.
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,11 +238,15 @@ class ResponseCache:
 
 
 @web.middleware
-async def own_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
+def own_writes(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """A write's own process acts on what it changed at once, not when the notification comes
     back: a client's next read here sees its write, and a sign-out here is final at once."""
     if request.method in ("GET", "HEAD"):
-        return await handler(request)
+        return handler(request)
+    return _following_writes(request, handler)
+
+
+async def _following_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
     heard: list[tuple[int, int, frozenset[str]]] = []
     token = events.following.set(heard)
     try:

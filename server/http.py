@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Iterable, TypeVar
+from typing import Any, Awaitable, Iterable, TypeVar
 
 import msgspec
 from aiohttp import hdrs, web
@@ -32,12 +32,18 @@ def wants_gzip(request: web.Request) -> bool:
 
 
 @web.middleware
-async def compress_large(request: web.Request, handler: Handler) -> web.StreamResponse:
+def compress_large(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """gzip a large JSON answer when the client takes it (cached answers come gzipped already)."""
+    if not wants_gzip(request) or hdrs.UPGRADE in request.headers:
+        return handler(request)
+    return _compressed(request, handler)
+
+
+async def _compressed(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
     if (type(response) is web.Response and isinstance(response.body, bytes)
             and len(response.body) >= GZIP_MIN_BYTES and response.content_type == "application/json"
-            and hdrs.CONTENT_ENCODING not in response.headers and wants_gzip(request)):
+            and hdrs.CONTENT_ENCODING not in response.headers):
         response.enable_compression(web.ContentCoding.gzip)
         response.headers[hdrs.VARY] = "Accept-Encoding"
     return response

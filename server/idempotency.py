@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable
 
 from aiohttp import web
 
@@ -60,10 +61,14 @@ async def key_of(request: web.Request) -> Key | None:
 
 
 @web.middleware
-async def idempotent_posts(request: web.Request, handler: Handler) -> web.StreamResponse:
+def idempotent_posts(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     if (request.method != "POST" or HEADER not in request.headers or RESTAURANT_ID not in request
             or getattr(request.match_info.handler, _IN_STORE, False)):
-        return await handler(request)
+        return handler(request)
+    return _first_answer_kept(request, handler)
+
+
+async def _first_answer_kept(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = await key_of(request)
     assert key is not None
     rid = request[RESTAURANT_ID]

@@ -14,7 +14,7 @@ import hmac
 import ipaddress
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Iterable
 
 import asyncpg
 import msgspec
@@ -342,11 +342,15 @@ def _sql_families(query_log: QueryLog) -> Iterable[Metric]:
 # The middleware and the endpoint --------------------------------------------------
 
 @web.middleware
-async def record_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+def record_requests(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Time each request by route template and status, and count those in flight."""
     metrics = request.app[METRICS]
     if not metrics.enabled or request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
-        return await handler(request)  # sockets are counted by the hub, not timed as requests
+        return handler(request)  # sockets are counted by the hub, not timed as requests
+    return _timed(request, handler, metrics)
+
+
+async def _timed(request: web.Request, handler: Handler, metrics: Metrics) -> web.StreamResponse:
     started = time.perf_counter()
     metrics.in_flight += 1
     status = 500

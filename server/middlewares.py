@@ -5,6 +5,7 @@ import itertools
 import logging
 import re
 import secrets
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
@@ -88,29 +89,31 @@ def _http_error(exc: web.HTTPException) -> web.Response:
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as the one JSON error shape, nothing else reaches a client; a person
     at a screen gets it as a page."""
-    response = await _json_errors(request, handler)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _http_error(exc)
+    except Exception as exc:  # the one place where any failure becomes an answer
+        response = _failure(request, exc)
     if response.status < 400 or response.content_type != "application/json" or not _wants_page(request):
         return response
     return _error_page(request, response)
 
 
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def _failure(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to what a handler raised."""
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-    except StoreError as exc:
+    if isinstance(exc, StoreError):
         return error_response(STORE_STATUS.get(exc.code, 400), exc.code, exc.message, exc.details)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _http_error(exc)
-    except asyncpg.QueryCanceledError:
+    if isinstance(exc, asyncpg.QueryCanceledError):
         log.warning("statement timeout on %s %s [%s]", request.method, request.path,
                     request.get(REQUEST_ID))
         return error_response(503, "unavailable", "the database took too long; try again",
                               headers={"Retry-After": "2"})
-    except UNAVAILABLE as exc:
+    if isinstance(exc, UNAVAILABLE):
         if isinstance(exc, ConnectionResetError) and (request.transport is None
                                                        or request.transport.is_closing()):
             # The client hung up (e.g. while its body was read): not the database; nobody to answer.
@@ -118,14 +121,13 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
                      request.get(REQUEST_ID))
             return error_response(400, "bad_request", "the client closed the connection")
         log.warning("database unavailable on %s %s [%s]", request.method, request.path,
-                    request.get(REQUEST_ID), exc_info=True)
+                    request.get(REQUEST_ID), exc_info=exc)
         return error_response(503, "unavailable", "the database is unavailable; try again shortly",
                               headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("unhandled error on %s %s [%s]", request.method, request.path,
-                      request.get(REQUEST_ID))
-        return error_response(500, "internal",
-                              f"something went wrong on our side (request {request.get(REQUEST_ID)})")
+    log.error("unhandled error on %s %s [%s]", request.method, request.path,
+              request.get(REQUEST_ID), exc_info=exc)
+    return error_response(500, "internal",
+                          f"something went wrong on our side (request {request.get(REQUEST_ID)})")
 
 
 def _wants_page(request: web.Request) -> bool:
@@ -171,13 +173,17 @@ def _check_access(request: web.Request, access: Access, principal: Principal) ->
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+def authenticate(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Resolve the credential, then the route's tenancy and access rule."""
     if request.match_info.http_exception is not None:
-        return await handler(request)  # unknown route / wrong method: let it answer 404/405
+        return handler(request)  # unknown route / wrong method: let it answer 404/405
     access = access_of(request.match_info.handler)
     if access.public or isinstance(request.match_info.route.resource, web.StaticResource):
-        return await handler(request)
+        return handler(request)
+    return _signed_in(request, handler, access)
+
+
+async def _signed_in(request: web.Request, handler: Handler, access: Access) -> web.StreamResponse:
     token, via_cookie = bearer_token(request)
     if token is None:
         raise unauthorized("sign in first: send a bearer token or the session cookie")

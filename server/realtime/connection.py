@@ -62,27 +62,33 @@ class Connection:
         self.send_frame(frame(payload))
 
     def send_frame(self, data: bytes) -> None:
-        """Queue a ready-made frame; overflow closes the peer with the resume code."""
-        if self._closing is not None:
-            return
-        if self._queued + len(data) + self._in_transport() > self._limit:
-            self._overflow()
-            return
-        self._queue.append(data)
-        self._queued += len(data)
-        if not self._flush_scheduled:
+        """Queue a ready-made frame, written on the next loop turn; overflow closes the peer with
+        the resume code."""
+        if self._enqueue(data) and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def _enqueue(self, data: bytes) -> bool:
+        if self._closing is not None:
+            return False
+        if self._queued + len(data) + self._in_transport() > self._limit:
+            self._overflow()
+            return False
+        self._queue.append(data)
+        self._queued += len(data)
+        return True
+
     def deliver(self, seq: int, channel: str, data: bytes) -> None:
-        """A live event's frame from the room: held while a replay runs, sent once otherwise."""
+        """A live event's frame from the room: held while a replay runs, queued once otherwise.
+        The room calls `flush()` after its batch (one write per socket per batch, and no
+        callback scheduled per socket)."""
         if not self.wants(channel):
             return
         if self.pending is not None:
             self.pending.append((seq, data))
         elif seq > self.position:
             self.position = seq
-            self.send_frame(data)
+            self._enqueue(data)
 
     def go_live(self) -> None:
         """End a replay: send what arrived meanwhile, skipping what the replay already sent."""
@@ -95,8 +101,12 @@ class Connection:
     def _in_transport(self) -> int:
         return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write everything queued at once, unless the peer is pushing back."""
+        if self._queue and not self._flush_scheduled:
+            self._flush()
+
+    def _flush(self) -> None:
         self._flush_scheduled = False
         if not self._queue or self._drainer is not None or self.transport is None:
             return

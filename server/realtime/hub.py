@@ -200,6 +200,8 @@ class Hub:
                     conn.deliver(row["seq"], row["channel"], data)
                 room.delivered = row["seq"]
                 self.stats["delivered"] += len(room.connections)
+            for conn in room.connections:
+                conn.flush()
             if self.on_delivered and rows and room.connections:
                 now = time.time()
                 for row in rows:
