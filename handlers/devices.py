@@ -5,7 +5,15 @@ import msgspec
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
-from server.http import after_id, decode, expected_version, page_limit, page_response, path_id, written
+from server.http import (
+    after_id,
+    decode,
+    expected_version,
+    page_limit,
+    page_response,
+    path_id,
+    written,
+)
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from server.openapi import PAGING, Page, documented
 from store import devices

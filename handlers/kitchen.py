@@ -5,7 +5,14 @@ from aiohttp import web
 
 from server.auth import KITCHEN, TICKET_READERS, requires
 from server.errors import ApiError
-from server.http import after_id, expected_version, page_limit, page_response, path_id, written
+from server.http import (
+    after_id,
+    expected_version,
+    page_limit,
+    page_response,
+    path_id,
+    written,
+)
 from server.keys import POOL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
 from store import kitchen

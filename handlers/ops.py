@@ -25,7 +25,15 @@ from server.auth import MANAGERS, public, requires
 from server.cache import KINDS
 from server.http import json_response
 from server.keys import CACHE, CONFIG, HUB, POOL, QUERY_LOG, RESTAURANT_ID
-from server.metrics import METRICS, CachePerf, LagPerf, Metrics, PoolPerf, RoutePerf, pool_report
+from server.metrics import (
+    METRICS,
+    CachePerf,
+    LagPerf,
+    Metrics,
+    PoolPerf,
+    RoutePerf,
+    pool_report,
+)
 from server.openapi import documented
 from server.realtime.hub import Hub
 from store import devices, diagnostics, events, restaurants

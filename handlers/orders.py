@@ -22,12 +22,14 @@ from server.http import (
 from server.idempotency import answers_in_store, key_of, replay
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
-from store import orders
+from store import order_entry, orders
 from store.idempotency import Stored
+from store.order_entry import Key
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/restaurants/{rid}/orders"
-KEPT = {"Content-Type": "application/json"}  # kept with a created order's answer, beside its seq
+# Kept with an order's first answer under its Idempotency-Key, beside its seq.
+KEPT = order_entry.Answer(headers={"Content-Type": "application/json"}, seq_header=SEQ_HEADER)
 
 
 @routes.get(BASE)
@@ -48,12 +50,16 @@ async def list_orders(request: web.Request) -> web.Response:
 async def create_order(request: web.Request) -> web.Response:
     key = await key_of(request)
     body = await decode(request, orders.OrderIn)
-    outcome = await orders.create(request.app[POOL], request[RESTAURANT_ID],
-                                  request[PRINCIPAL].user_id, body, key, KEPT, SEQ_HEADER)
+    return _answer(key, await order_entry.create(
+        request.app[POOL], request[RESTAURANT_ID], request[PRINCIPAL].user_id, body, key, KEPT), 201)
+
+
+def _answer(key: Key | None, outcome: order_entry.Outcome, status: int = 200) -> web.Response:
+    """The written order, or the first answer to a retried request."""
     if isinstance(outcome, Stored):
         assert key is not None
         return replay(outcome, key.fingerprint)
-    return written(*outcome, 201)
+    return written(*outcome, status)
 
 
 @routes.get(BASE + "/{order_id}")
@@ -67,21 +73,25 @@ async def get_order(request: web.Request) -> web.Response:
 @routes.post(BASE + "/{order_id}/items")
 @requires(SERVERS, scope="write")
 @documented(body=orders.AddItemsIn, returns=orders.Order)
+@answers_in_store
 async def add_items(request: web.Request) -> web.Response:
+    key = await key_of(request)
     body = await decode(request, orders.AddItemsIn)
-    return written(*await orders.add_items(request.app[POOL], request[RESTAURANT_ID],
-                                           path_id(request, "order_id"), body,
-                                           expected_version(request)))
+    return _answer(key, await order_entry.add_items(
+        request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"), body,
+        expected_version(request), key, KEPT))
 
 
 @routes.post(BASE + "/{order_id}/fire")
 @requires(SERVERS, scope="write")
 @documented(body=orders.FireIn, returns=orders.Order, body_required=False)
+@answers_in_store
 async def fire_course(request: web.Request) -> web.Response:
+    key = await key_of(request)
     body = await decode(request, orders.FireIn) if request.body_exists else orders.FireIn()
-    return written(*await orders.fire(request.app[POOL], request[RESTAURANT_ID],
-                                      path_id(request, "order_id"), body.course,
-                                      expected_version(request)))
+    return _answer(key, await order_entry.fire(
+        request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"), body.course,
+        expected_version(request), key, KEPT))
 
 
 @routes.post(BASE + "/{order_id}/items/{item_id}/void")

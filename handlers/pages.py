@@ -12,12 +12,28 @@ import msgspec
 from aiohttp import web
 
 from handlers.auth import sign_in
-from server.auth import (HOSTS, KITCHEN, MANAGERS, SERVERS, SESSION_COOKIE, TICKET_READERS,
-                         public)
+from server.auth import (
+    HOSTS,
+    KITCHEN,
+    MANAGERS,
+    SERVERS,
+    SESSION_COOKIE,
+    TICKET_READERS,
+    public,
+)
 from server.errors import ApiError, forbidden, not_found
 from server.identity import identify
 from server.keys import CONFIG, POOL
-from store import dashboard, devices, floor, kitchen, menu, reservations, restaurants, waitlist
+from store import (
+    dashboard,
+    devices,
+    floor,
+    kitchen,
+    menu,
+    reservations,
+    restaurants,
+    waitlist,
+)
 from store.credentials import Principal
 
 routes = web.RouteTableDef()

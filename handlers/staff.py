@@ -5,7 +5,15 @@ import msgspec
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
-from server.http import after_id, decode, page_limit, page_response, path_id, seq_headers, written
+from server.http import (
+    after_id,
+    decode,
+    page_limit,
+    page_response,
+    path_id,
+    seq_headers,
+    written,
+)
 from server.keys import PASSWORDS, POOL, RESTAURANT_ID, ROLE
 from server.openapi import PAGING, Page, documented
 from store import staff

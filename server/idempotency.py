@@ -21,7 +21,7 @@ from server.auth import Handler
 from server.errors import ApiError
 from server.keys import POOL, RESTAURANT_ID
 from store import events, idempotency
-from store.orders import Key
+from store.order_entry import Key
 
 HEADER = "Idempotency-Key"
 _IN_STORE = "serveline_idempotent_in_store"

@@ -118,26 +118,6 @@ TICKETS_BY_ID = f"""
 SELECT k.id, k.station, k.order_id, {TICKET_JSON}::text AS ticket FROM {TICKET_FROM}
 WHERE k.restaurant_id = $1 AND k.id = ANY($2::bigint[]) ORDER BY k.id"""
 
-# Fire every new item of the order up to a course: one ticket per station.
-FIRE = """
-WITH due AS (
-    SELECT id, station, course FROM order_items
-    WHERE restaurant_id = $1 AND order_id = $2 AND status = 'new' AND course <= $3
-    FOR UPDATE
-), made AS (
-    INSERT INTO tickets (restaurant_id, order_id, station, course)
-    SELECT $1, $2, station, min(course) FROM due GROUP BY station ORDER BY station
-    RETURNING id, station
-), fired AS (
-    UPDATE order_items oi SET status = 'fired', fired_at = now(), ticket_id = made.id,
-                              version = oi.version + 1
-    FROM due JOIN made ON made.station = due.station
-    WHERE oi.restaurant_id = $1 AND oi.order_id = $2 AND oi.id = due.id  -- order_id: keeps the
-      -- plan on the order's own lines even when it was made while the table was empty
-    RETURNING oi.ticket_id
-)
-SELECT coalesce(array_agg(DISTINCT ticket_id), '{}') FROM fired"""
-
 # Ticket steps move the ticket and its items together; each answers 1 if the ticket moved.
 START = """
 WITH k AS (
@@ -205,21 +185,8 @@ RETURNING id"""
 ITEM_ON_TICKET = "SELECT status FROM order_items WHERE restaurant_id = $1 AND ticket_id = $2 AND id = $3"
 
 
-async def fire(conn: asyncpg.Connection, rid: int, order_id: int, up_to_course: int) -> list[int]:
-    """Send the order's new items up to a course to the kitchen; returns the new ticket ids."""
-    if up_to_course < 1:
-        return []
-    return list(await conn.fetchval(FIRE, rid, order_id, up_to_course))
-
-
 async def _tickets(conn: asyncpg.Connection, rid: int, ids: list[int]) -> list[asyncpg.Record]:
     return await conn.fetch(TICKETS_BY_ID, rid, ids) if ids else []
-
-
-async def emit_fired(tx: events.Write, rid: int, ticket_ids: list[int]) -> None:
-    for row in await _tickets(tx.conn, rid, ticket_ids):
-        tx.emit(rid, f"kitchen:{row['station']}", "ticket.fired",
-                {"ticket": msgspec.Raw(row["ticket"].encode())})
 
 
 async def close_if_empty(tx: events.Write, rid: int, ticket_id: int) -> None:

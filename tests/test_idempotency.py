@@ -168,3 +168,54 @@ async def test_a_retried_bump_replays_instead_of_409(client, db, base, server, t
     assert await retry.read() == await first.read()
     assert await table_counts(db) == before
     assert (await client.post(url, headers=cook)).status == 409
+
+
+async def test_a_retried_add_or_fire_replays_and_sends_the_kitchen_nothing_twice(
+        client, db, rid, base, server, menu):
+    order = await (await client.post(base + "/orders", headers=server, json={
+        "items": [{"menu_item_id": menu["Burger"]["id"], "course": 2}], "hold": True})).json()
+    start = await db.fetchval("SELECT seq FROM restaurants WHERE id = $1", rid)
+    path = base + f"/orders/{order['id']}"
+    for _ in range(3):
+        added = await client.post(path + "/items", headers=keyed(server, "add-1"),
+                                  json={"items": [{"menu_item_id": menu["Burrata"]["id"]}]})
+        assert added.status == 200, await added.text()
+        fired = await client.post(path + "/fire", headers=keyed(server, "fire-1"), json={})
+        assert fired.status == 200, await fired.text()
+    assert added.headers["Idempotent-Replayed"] == "true"
+    assert fired.headers["Idempotent-Replayed"] == "true"
+    lines = await db.fetch("SELECT status, station, ticket_id FROM order_items "
+                           "WHERE restaurant_id = $1 AND order_id = $2 ORDER BY id", rid, order["id"])
+    assert len(lines) == 2 and all(line["status"] == "fired" for line in lines)
+    stations = {line["station"] for line in lines}
+    names = [r["name"] for r in await db.fetch(
+        "SELECT name FROM events WHERE restaurant_id = $1 AND seq > $2 ORDER BY seq", rid, start)]
+    assert names == ["order.items_added", "order.fired"] + ["ticket.fired"] * len(stations)
+
+
+async def test_concurrent_adds_and_fires_on_one_order_put_each_line_on_one_ticket(
+        client, db, rid, base, server, menu):
+    items = [item for item in menu.values() if item["available"]]
+    order = await (await client.post(base + "/orders", headers=server, json={
+        "items": [{"menu_item_id": items[0]["id"], "course": 3}], "hold": True})).json()
+    path = base + f"/orders/{order['id']}"
+
+    async def add(n):
+        response = await client.post(path + "/items", headers=keyed(server, f"add-{n}"), json={
+            "items": [{"menu_item_id": items[n % len(items)]["id"], "course": 1 + n % 3}]})
+        assert response.status == 200, await response.text()
+
+    async def fire(course):
+        response = await client.post(path + "/fire", headers=server, json={"course": course})
+        assert response.status in (200, 409), await response.text()  # 409: nothing left to fire
+
+    await asyncio.gather(*(add(n) for n in range(12)), *(fire(c) for c in (1, 2, 3, 3)))
+    lines = await db.fetch("SELECT id, status, ticket_id FROM order_items WHERE restaurant_id = $1 "
+                           "AND order_id = $2", rid, order["id"])
+    assert len(lines) == 13  # no line lost, none twice
+    on_tickets = [row["id"] for row in await db.fetch(
+        "SELECT (item->>'id')::bigint AS id FROM events, jsonb_array_elements(data->'ticket'->'items') item "
+        "WHERE restaurant_id = $1 AND name = 'ticket.fired'", rid)]
+    assert len(on_tickets) == len(set(on_tickets))  # no line sent to the kitchen twice
+    assert sorted(on_tickets) == sorted(line["id"] for line in lines if line["ticket_id"])
+    assert all(line["status"] == "fired" for line in lines)  # course 3 was fired last

@@ -7,11 +7,12 @@ from conftest import bearer
 
 from server.keys import CACHE, QUERY_LOG
 
-# Statements per request, BEGIN/COMMIT included. The credential was resolved by an earlier
+# Statements per request, BEGIN/COMMIT included (adding and firing lock the order first). The credential was resolved by an earlier
 # request and is kept for a minute, so none of these looks it up; a cached read runs none.
 # docs/api.md quotes these numbers.
 EXPECTED = {"GET menu (cached)": 0, "GET menu (after an 86)": 1, "GET orders?status=open": 1,
-            "GET dashboard": 1, "POST orders": 1}
+            "GET dashboard": 1, "POST orders": 1, "POST orders/{id}/items": 4,
+            "POST orders/{id}/fire": 4}
 
 
 async def statements(client, response) -> int:
@@ -37,6 +38,15 @@ async def test_hot_paths_take_a_fixed_number_of_statements(client, rid, tokens):
         {"menu_item_id": items[n]["id"], "qty": 2, "course": 1 + n % 2} for n in range(6)]})
     assert response.status == 201
     counts["POST orders"] = await statements(client, response)
+    order = await response.json()
+    response = await client.post(base + f"/orders/{order['id']}/items", headers={
+        **manager, "Idempotency-Key": "more-1"}, json={"items": [
+            {"menu_item_id": items[n]["id"], "course": 3} for n in range(3)]})
+    assert response.status == 200
+    counts["POST orders/{id}/items"] = await statements(client, response)
+    response = await client.post(base + f"/orders/{order['id']}/fire", headers=manager, json={})
+    assert response.status == 200
+    counts["POST orders/{id}/fire"] = await statements(client, response)
     response = await client.get(base + "/orders?status=open", headers=manager)
     counts["GET orders?status=open"] = await statements(client, response)
     response = await client.get(base + "/dashboard", headers=manager)

@@ -1,0 +1,358 @@
+"""Order entry, the busy hour's hottest writes: create an order, add items, fire a course.
+
+Each change is one statement: the lines priced from the menu and checked, the order, its
+tickets (one per station for what goes to the kitchen now), its lines, the order and ticket
+JSON its events carry, the events themselves (`events.APPEND_TAIL`) and the answer kept under
+the request's Idempotency-Key are CTEs of one chain. The restaurant's event counter is locked
+only for the end of that statement and its commit, never across a round trip to Python, and a
+problem with a line writes nothing (every insert waits for there being none).
+
+Creating only inserts, so it is the statement alone (one round trip). Adding items and firing
+change an order that others may change too, so they first lock the order (a statement of its
+own, which also finds an answer already kept under the key); the change then runs with a
+snapshot taken after the lock and sees every commit before it.
+"""
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from store import events, idempotency, kitchen
+from store.errors import Conflict, Invalid, NotFound, Stale
+from store.orders import LINES_OF, ORDER_JSON, AddItemsIn, OrderIn
+
+Outcome = tuple[msgspec.Raw, int] | idempotency.Stored  # (order, seq), or the answer kept earlier
+
+
+class Key(msgspec.Struct, frozen=True):
+    """An Idempotency-Key and the fingerprint of the request that came with it."""
+    key: str
+    fingerprint: bytes
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """What is kept with a first answer: its headers, and the header that carries its seq."""
+    headers: dict[str, str]
+    seq_header: str
+
+
+def _pricing(lines: str) -> str:
+    """CTEs `wanted`, `priced` (the lines of `lines`, a jsonb array of n, menu_item_id, qty,
+    modifiers, note, course, with name, station and prices from the menu) and `problem` (the
+    first line the menu refuses, if any)."""
+    return f"""wanted AS (
+    SELECT * FROM jsonb_to_recordset({lines}::jsonb) AS l(n int, menu_item_id bigint, qty int,
+                                                        modifiers jsonb, note text, course int)
+), priced AS (
+    SELECT w.n, w.menu_item_id, w.qty, w.note, w.course, i.id IS NOT NULL AS known, i.name,
+           i.station, i.price_minor, i.available, m.modifiers, m.minor, m.missing, m.twice
+    FROM wanted w
+    LEFT JOIN menu_items i ON i.restaurant_id = $1 AND i.id = w.menu_item_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(jsonb_agg(jsonb_build_object('id', mm.id, 'name', mm.name,
+                                                     'price_delta_minor', mm.price_delta_minor)
+                                  ORDER BY asked.k), '[]') AS modifiers,
+               coalesce(sum(mm.price_delta_minor), 0)::int AS minor,
+               min(asked.k) FILTER (WHERE mm.id IS NULL) - 1 AS missing,
+               count(DISTINCT asked.id) <> count(*) AS twice
+        FROM jsonb_array_elements_text(w.modifiers) WITH ORDINALITY AS asked(id, k)
+        LEFT JOIN menu_modifiers mm ON mm.restaurant_id = $1 AND mm.item_id = w.menu_item_id
+                                   AND mm.id = asked.id::bigint
+    ) m
+), problem AS (
+    SELECT n, menu_item_id, name, missing,
+           CASE WHEN NOT known THEN 'unknown_item' WHEN NOT available THEN 'unavailable'
+                WHEN twice THEN 'modifier_twice' WHEN missing IS NOT NULL THEN 'unknown_modifier'
+                ELSE 'below_zero' END AS kind
+    FROM priced
+    WHERE NOT known OR NOT available OR twice OR missing IS NOT NULL OR price_minor + minor < 0
+    ORDER BY n LIMIT 1
+)"""
+
+
+def _new_items(order_id: str, fires: str) -> str:
+    """CTE `new_items`: the priced lines inserted on the order `order_row`, those for which
+    `fires` holds (a condition on p, the line, and o, the order) on their station's new ticket."""
+    return f"""new_items AS (
+    INSERT INTO order_items (restaurant_id, order_id, menu_item_id, name, station, qty,
+                             unit_price_minor, modifiers, modifiers_minor, note, course, status,
+                             ticket_id, fired_at)
+    SELECT $1, {order_id}, p.menu_item_id, p.name, p.station, p.qty, p.price_minor, p.modifiers,
+           p.minor, p.note, p.course, CASE WHEN k.id IS NULL THEN 'new' ELSE 'fired' END, k.id,
+           CASE WHEN k.id IS NOT NULL THEN now() END
+    FROM order_row o CROSS JOIN priced p
+    LEFT JOIN new_tickets k ON k.station = p.station AND {fires}
+    ORDER BY p.n
+    RETURNING *
+)"""
+
+
+# Lines already on the order that go to the kitchen now (`due`: id, station), on the new tickets.
+REFIRED = """refired AS (
+    UPDATE order_items oi SET status = 'fired', fired_at = now(), ticket_id = k.id,
+                              version = oi.version + 1
+    FROM due JOIN new_tickets k ON k.station = due.station
+    WHERE oi.restaurant_id = $1 AND oi.order_id = due.order_id AND oi.id = due.id
+    RETURNING oi.*
+)"""
+
+
+def _order_lines(order_id: str, changed: str) -> str:
+    """CTE `lines_now`: the order's lines after this statement (`changed`: CTEs of lines it
+    inserted or updated), read with the snapshot the statement started with."""
+    return f"""lines_now AS (
+    SELECT oi.* FROM order_items oi
+    WHERE oi.restaurant_id = $1 AND oi.order_id = {order_id} AND EXISTS (SELECT 1 FROM order_row)
+      AND oi.id NOT IN (SELECT id FROM refired)
+    UNION ALL {changed}
+)"""
+
+
+def _announced(event: str, status: int, key: str, fingerprint: str, headers: str,
+               seq_header: str) -> str:
+    """CTEs from `order_row`, `lines_now`, `new_tickets` and `ticket_lines` to the events and
+    the kept answer: `order_doc` (the order's JSON, the answer's body), `ticket_docs`, `batch`
+    (the order's `event`, then a ticket.fired per ticket), the counter and notify, `kept`."""
+    return f"""order_doc AS (
+    SELECT {ORDER_JSON}::text AS doc FROM order_row o {LINES_OF.format(items="lines_now")}
+), ticket_docs AS (
+    SELECT k.id, k.station, {kitchen.TICKET_JSON_OF.format(items="ticket_lines")}::jsonb AS doc
+    FROM new_tickets k JOIN order_row o ON o.id = k.order_id
+    LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
+    LEFT JOIN users u ON u.id = o.server_id
+), batch AS (
+    SELECT 1::bigint AS n, 'orders' AS channel, '{event}' AS name,
+           jsonb_build_object('order', doc::jsonb) AS data
+    FROM order_doc
+    UNION ALL
+    SELECT 1 + row_number() OVER (ORDER BY id), 'kitchen:' || station, 'ticket.fired',
+           jsonb_build_object('ticket', doc)
+    FROM ticket_docs
+), {events.APPEND_TAIL}, kept AS (
+    INSERT INTO idempotency_keys (restaurant_id, key, request_hash, status, headers, body)
+    SELECT $1, {key}, {fingerprint}, {status},
+           {headers}::jsonb || jsonb_build_object({seq_header}::text, told.last_seq::text),
+           convert_to(order_doc.doc, 'UTF8')
+    FROM told, order_doc WHERE {key}::text IS NOT NULL
+)"""
+
+
+def _kept_answer(key: str) -> str:
+    """CTEs `expired` (an answer past retention under the key, deleted) and `prior` (the one
+    kept, if any)."""
+    return f"""expired AS (
+    DELETE FROM idempotency_keys
+    WHERE {key}::text IS NOT NULL AND restaurant_id = $1 AND key = {key}
+      AND created_at < now() - interval '{idempotency.RETENTION}'
+    RETURNING key
+), prior AS (
+    SELECT request_hash, status, headers, body FROM idempotency_keys
+    WHERE {key}::text IS NOT NULL AND restaurant_id = $1 AND key = {key}
+      AND created_at >= now() - interval '{idempotency.RETENTION}'
+)"""
+
+
+ANSWERS = """(SELECT doc FROM order_doc) AS doc, (SELECT last_seq FROM told) AS last_seq,
+       (SELECT families FROM told) AS families"""
+
+# $1 restaurant, $2 lines, $3 table, $4 party, $5 server, $6 guests, $7 note, $8 hold,
+# $9 Idempotency-Key, $10 fingerprint, $11 headers kept, $12 the seq's header.
+CREATE = f"""
+WITH {_kept_answer("$9")}, {_pricing("$2")}, go AS (
+    SELECT NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM problem)
+           AND (SELECT count(*) FROM expired) >= 0 AS ok  -- the expired answer is gone first
+), order_row AS (
+    INSERT INTO orders (restaurant_id, table_id, party_id, server_id, guests, note, fired_course)
+    SELECT $1, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 0 ELSE (SELECT min(course) FROM wanted) END
+    FROM go WHERE go.ok
+    RETURNING *
+), new_tickets AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course)
+    SELECT $1, o.id, p.station, min(p.course)
+    FROM order_row o JOIN priced p ON p.course <= o.fired_course
+    GROUP BY o.id, p.station ORDER BY p.station
+    RETURNING *
+), {_new_items("o.id", "p.course <= o.fired_course")},
+lines_now AS (SELECT * FROM new_items),
+ticket_lines AS (SELECT * FROM new_items),
+{_announced("order.created", 201, "$9", "$10", "$11", "$12")}
+SELECT {ANSWERS}, p.request_hash, p.status, p.headers, p.body,
+       pr.kind, pr.n, pr.missing, pr.name, pr.menu_item_id
+FROM (SELECT) one LEFT JOIN prior p ON true LEFT JOIN problem pr ON true"""
+
+# $1 restaurant, $2 order, $3 Idempotency-Key: lock the order (waiting for whoever changes it);
+# its state, or the answer kept under the key.
+LOCK = f"""
+WITH {_kept_answer("$3")}
+SELECT o.status, o.version, p.request_hash, p.status AS answer_status, p.headers, p.body,
+       (SELECT count(*) FROM expired) AS expired
+FROM (SELECT) one
+LEFT JOIN prior p ON true
+LEFT JOIN LATERAL (SELECT status, version FROM orders
+                   WHERE restaurant_id = $1 AND id = $2 FOR UPDATE) o ON true"""
+
+# $1 restaurant, $2 lines, $3 order, $4 hold, $5 Idempotency-Key, $6 fingerprint,
+# $7 headers kept, $8 the seq's header. New lines of a fired course go to the kitchen at once
+# (with any held line of such a course), unless held.
+ADD_ITEMS = f"""
+WITH {_pricing("$2")}, order_row AS (
+    UPDATE orders SET version = version + 1
+    WHERE restaurant_id = $1 AND id = $3 AND NOT EXISTS (SELECT 1 FROM problem)
+    RETURNING *
+), due AS (
+    SELECT oi.order_id, oi.id, oi.station, oi.course FROM order_items oi, order_row o
+    WHERE oi.restaurant_id = $1 AND oi.order_id = $3 AND oi.status = 'new'
+      AND oi.course <= o.fired_course AND NOT $4
+), new_tickets AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course)
+    SELECT $1, $3, going.station, min(going.course)
+    FROM (SELECT station, course FROM due
+          UNION ALL
+          SELECT p.station, p.course FROM priced p, order_row o
+          WHERE p.course <= o.fired_course AND NOT $4) going
+    GROUP BY going.station ORDER BY going.station
+    RETURNING *
+), {REFIRED}, {_new_items("$3", "p.course <= o.fired_course AND NOT $4")},
+{_order_lines("$3", "SELECT * FROM refired UNION ALL SELECT * FROM new_items")},
+ticket_lines AS (SELECT * FROM refired UNION ALL SELECT * FROM new_items),
+{_announced("order.items_added", 200, "$5", "$6", "$7", "$8")}
+SELECT {ANSWERS}, pr.kind, pr.n, pr.missing, pr.name, pr.menu_item_id
+FROM (SELECT) one LEFT JOIN problem pr ON true"""
+
+# $1 restaurant, $2 order, $3 course, $4 Idempotency-Key, $5 fingerprint, $6 headers kept,
+# $7 the seq's header. Every held line up to the course goes, one ticket per station; nothing
+# is written when nothing is held.
+FIRE = f"""
+WITH order_row AS (
+    UPDATE orders SET version = version + 1, fired_course = greatest(fired_course, $3)
+    WHERE restaurant_id = $1 AND id = $2
+      AND EXISTS (SELECT 1 FROM order_items WHERE restaurant_id = $1 AND order_id = $2
+                  AND status = 'new' AND course <= $3)
+    RETURNING *
+), due AS (
+    SELECT oi.order_id, oi.id, oi.station, oi.course FROM order_items oi, order_row o
+    WHERE oi.restaurant_id = $1 AND oi.order_id = $2 AND oi.status = 'new' AND oi.course <= $3
+), new_tickets AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course)
+    SELECT $1, $2, station, min(course) FROM due GROUP BY station ORDER BY station
+    RETURNING *
+), {REFIRED},
+{_order_lines("$2", "SELECT * FROM refired")},
+ticket_lines AS (SELECT * FROM refired),
+{_announced("order.fired", 200, "$4", "$5", "$6", "$7")}
+SELECT {ANSWERS}"""
+
+
+def _lines(items: list) -> list[dict]:
+    return [{"n": n, "menu_item_id": line.menu_item_id, "qty": line.qty,
+             "modifiers": line.modifiers, "note": line.note, "course": line.course}
+            for n, line in enumerate(items)]
+
+
+def _problem(row: asyncpg.Record) -> Invalid | Conflict:
+    """The first line the menu refuses, as the error its path points at."""
+    n, kind = row["n"], row["kind"]
+    if kind == "unknown_item":
+        return Invalid("no such menu item", [{"path": f"$.items[{n}].menu_item_id",
+                                               "message": "no such menu item"}])
+    if kind == "unavailable":
+        return Conflict(f"{row['name']} is 86'd (not available)",
+                        [{"path": f"$.items[{n}].menu_item_id", "menu_item_id": row["menu_item_id"]}])
+    if kind == "modifier_twice":
+        return Invalid("a modifier is listed twice", [{"path": f"$.items[{n}].modifiers",
+                                                      "message": "each modifier once"}])
+    if kind == "unknown_modifier":
+        return Invalid(f"{row['name']} has no such modifier",
+                       [{"path": f"$.items[{n}].modifiers[{row['missing']}]",
+                         "message": "no such modifier"}])
+    return Invalid("modifiers would price this line below zero",
+                   [{"path": f"$.items[{n}].modifiers", "message": "price below zero"}])
+
+
+def _reference_error(error: asyncpg.ForeignKeyViolationError) -> Invalid:
+    field = "party_id" if "party" in (error.constraint_name or "") else "table_id"
+    return Invalid(f"no such {field.removesuffix('_id')}", [{"path": f"$.{field}",
+                                                            "message": "not in this restaurant"}])
+
+
+def _written(rid: int, row: asyncpg.Record) -> tuple[msgspec.Raw, int]:
+    events.tell(rid, row["last_seq"], row["families"])
+    return msgspec.Raw(row["doc"].encode()), row["last_seq"]
+
+
+def _key_args(key: Key | None, answer: Answer) -> tuple:
+    return (key and key.key, key and key.fingerprint, answer.headers, answer.seq_header)
+
+
+async def create(pool: asyncpg.Pool, rid: int, server_id: int | None, body: OrderIn,
+                 key: Key | None, answer: Answer) -> Outcome:
+    """Create and fire an order in one statement; or the answer already kept under `key`."""
+    try:
+        row = await pool.fetchrow(CREATE, rid, _lines(body.items), body.table_id, body.party_id,
+                                  server_id, body.guests, body.note, body.hold,
+                                  *_key_args(key, answer))
+    except asyncpg.ForeignKeyViolationError as error:
+        raise _reference_error(error) from None
+    except asyncpg.UniqueViolationError as error:
+        return await _first_answer(pool, rid, key, error)
+    if row["kind"] is not None:
+        raise _problem(row)
+    if row["doc"] is None:
+        return idempotency.Stored(fingerprint=row["request_hash"], status=row["status"],
+                                  headers=row["headers"], body=row["body"])
+    return _written(rid, row)
+
+
+async def _first_answer(pool: asyncpg.Pool, rid: int, key: Key | None,
+                        error: asyncpg.UniqueViolationError) -> idempotency.Stored:
+    """A duplicate sent at the same moment committed first: its answer is the answer."""
+    if key is None or error.table_name != "idempotency_keys":
+        raise error
+    return await idempotency.stored(pool, rid, key.key)
+
+
+async def _change(pool: asyncpg.Pool, rid: int, order_id: int, expected: int | None,
+                  key: Key | None, statement: str, *args: object) -> asyncpg.Record | idempotency.Stored:
+    """Lock the open order (404, 412 or 409 otherwise) or find the kept answer, then change it."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(LOCK, rid, order_id, key and key.key)
+            if row["request_hash"] is not None:
+                return idempotency.Stored(fingerprint=row["request_hash"],
+                                          status=row["answer_status"], headers=row["headers"],
+                                          body=row["body"])
+            if row["status"] is None:
+                raise NotFound("no such order")
+            if expected is not None and row["version"] != expected:
+                raise Stale(f"the order changed (now version {row['version']}); reload and retry",
+                            [{"version": row["version"]}])
+            if row["status"] != "open":
+                raise Conflict("this order is closed")
+            return await conn.fetchrow(statement, *args)
+    except asyncpg.UniqueViolationError as error:
+        return await _first_answer(pool, rid, key, error)
+
+
+async def add_items(pool: asyncpg.Pool, rid: int, order_id: int, body: AddItemsIn,
+                    expected: int | None, key: Key | None, answer: Answer) -> Outcome:
+    """Add lines; those of a course already fired go to the kitchen at once unless held."""
+    row = await _change(pool, rid, order_id, expected, key, ADD_ITEMS, rid, _lines(body.items),
+                        order_id, body.hold, *_key_args(key, answer))
+    if isinstance(row, idempotency.Stored):
+        return row
+    if row["kind"] is not None:
+        raise _problem(row)
+    return _written(rid, row)
+
+
+async def fire(pool: asyncpg.Pool, rid: int, order_id: int, course: int | None,
+               expected: int | None, key: Key | None, answer: Answer) -> Outcome:
+    """Fire every held item up to `course` (all courses if None)."""
+    course = course or 9
+    row = await _change(pool, rid, order_id, expected, key, FIRE, rid, order_id, course,
+                        *_key_args(key, answer))
+    if isinstance(row, idempotency.Stored):
+        return row
+    if row["doc"] is None:
+        raise Conflict(f"nothing is waiting to be fired up to course {course}")
+    return _written(rid, row)
