@@ -44,19 +44,17 @@ class Ticket(msgspec.Struct, frozen=True):
     items: list[TicketItem]
 
 
-# A ticket as the screens get it; `{items}`: where its lines are read from (order_items, or the
-# lines a statement has just inserted).
-TICKET_JSON_OF = """json_build_object(
-    'id', k.id, 'order_id', k.order_id, 'station', k.station, 'course', k.course,
-    'status', k.status, 'fired_at', k.fired_at, 'started_at', k.started_at,
-    'bumped_at', k.bumped_at, 'recalled_at', k.recalled_at, 'version', k.version,
-    'table_id', o.table_id, 'table_label', dt.label, 'server_name', u.name, 'guests', o.guests,
-    'order_note', o.note,
-    'items', (SELECT coalesce(json_agg(json_build_object(
-                  'id', oi.id, 'menu_item_id', oi.menu_item_id, 'name', oi.name, 'qty', oi.qty,
-                  'modifiers', oi.modifiers, 'note', oi.note, 'course', oi.course,
-                  'status', oi.status) ORDER BY oi.id), '[]')
-              FROM {items} oi WHERE oi.restaurant_id = k.restaurant_id AND oi.ticket_id = k.id))"""
+# A ticket as the screens get it (JSON from rows, as orders'); `{items}`: where its lines are
+# read from (order_items, or the lines a statement has just written).
+TICKET_JSON_OF = """(SELECT to_json(t) FROM (SELECT
+    k.id, k.order_id, k.station, k.course, k.status, k.fired_at, k.started_at, k.bumped_at,
+    k.recalled_at, k.version, o.table_id, dt.label AS table_label, u.name AS server_name,
+    o.guests, o.note AS order_note,
+    (SELECT coalesce(json_agg(line ORDER BY line.id), '[]')
+     FROM (SELECT oi.id, oi.menu_item_id, oi.name, oi.qty, oi.modifiers, oi.note, oi.course,
+                  oi.status
+           FROM {items} oi WHERE oi.restaurant_id = k.restaurant_id AND oi.ticket_id = k.id) line
+    ) AS items) t)"""
 TICKET_JSON = TICKET_JSON_OF.format(items="order_items")
 
 TICKET_FROM = """tickets k
