@@ -108,6 +108,11 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     if isinstance(exc, StoreError):
         return error_response(STORE_STATUS.get(exc.code, 400), exc.code, exc.message, exc.details)
+    if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock or serialization failure
+        log.warning("%s on %s %s [%s]", type(exc).__name__, request.method, request.path,
+                    request.get(REQUEST_ID))
+        return error_response(503, "unavailable", "this change crossed another one and was undone; "
+                              "send it again", headers={"Retry-After": "1"})
     if isinstance(exc, asyncpg.QueryCanceledError):
         log.warning("statement timeout on %s %s [%s]", request.method, request.path,
                     request.get(REQUEST_ID))

@@ -126,7 +126,7 @@ WITH legal AS (
     SELECT t.id, t.turn_id FROM dining_tables t
     JOIN table_transitions tr ON tr.from_status = t.status AND tr.to_status = $3
     WHERE t.restaurant_id = $1 AND t.id = $2 AND ($4::int IS NULL OR t.version = $4)
-    FOR UPDATE OF t
+    FOR NO KEY UPDATE OF t  -- orders' foreign keys still read the table meanwhile
 ), new_turn AS (
     INSERT INTO table_turns (restaurant_id, table_id, party_size)
     SELECT $1, id, $5 FROM legal WHERE $3 = 'seated'
@@ -153,7 +153,7 @@ PICK_FREE = """
 SELECT id FROM dining_tables
 WHERE restaurant_id = $1 AND status = 'free' AND seats >= $2
 ORDER BY seats, id LIMIT 1
-FOR UPDATE SKIP LOCKED"""
+FOR NO KEY UPDATE SKIP LOCKED"""
 
 TABLE_SEATS = "SELECT seats FROM dining_tables WHERE restaurant_id = $1 AND id = $2"
 

@@ -36,6 +36,22 @@ class Answer(msgspec.Struct, frozen=True):
     seq_header: str
 
 
+# The rows a change's new rows will reference are key-share locked at its start, as its foreign
+# keys would lock them at its end: a writer that holds one of them (a table being seated, a
+# menu item being deleted) and then queues for the restaurant's event counter would otherwise
+# wait for this statement while this one, holding the counter, waits for it.
+REFERENCED = """table_held AS (
+    SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND id = $3 FOR KEY SHARE
+), party_held AS (
+    SELECT 1 FROM waitlist_parties WHERE restaurant_id = $1 AND id = $4 FOR KEY SHARE
+), server_held AS (
+    SELECT 1 FROM users WHERE id = $5 FOR KEY SHARE
+), referenced AS (
+    SELECT (SELECT count(*) FROM table_held) + (SELECT count(*) FROM party_held)
+           + (SELECT count(*) FROM server_held) AS rows
+)"""
+
+
 def _pricing(lines: str) -> str:
     """CTEs `wanted`, `priced` (the lines of `lines`, a jsonb array of n, menu_item_id, qty,
     modifiers, note, course, with name, station and prices from the menu) and `problem` (the
@@ -59,13 +75,18 @@ def _pricing(lines: str) -> str:
         LEFT JOIN menu_modifiers mm ON mm.restaurant_id = $1 AND mm.item_id = w.menu_item_id
                                    AND mm.id = asked.id::bigint
     ) m
+), menu_held AS (  -- see REFERENCED
+    SELECT id FROM menu_items
+    WHERE restaurant_id = $1 AND id IN (SELECT menu_item_id FROM wanted)
+    FOR KEY SHARE
 ), problem AS (
     SELECT n, menu_item_id, name, missing,
            CASE WHEN NOT known THEN 'unknown_item' WHEN NOT available THEN 'unavailable'
                 WHEN twice THEN 'modifier_twice' WHEN missing IS NOT NULL THEN 'unknown_modifier'
                 ELSE 'below_zero' END AS kind
     FROM priced
-    WHERE NOT known OR NOT available OR twice OR missing IS NOT NULL OR price_minor + minor < 0
+    WHERE (NOT known OR NOT available OR twice OR missing IS NOT NULL OR price_minor + minor < 0)
+      AND (SELECT count(*) FROM menu_held) >= 0
     ORDER BY n LIMIT 1
 )"""
 
@@ -158,9 +179,10 @@ ANSWERS = """(SELECT doc FROM order_doc) AS doc, (SELECT last_seq FROM told) AS 
 # $1 restaurant, $2 lines, $3 table, $4 party, $5 server, $6 guests, $7 note, $8 hold,
 # $9 Idempotency-Key, $10 fingerprint, $11 headers kept, $12 the seq's header.
 CREATE = f"""
-WITH {_kept_answer("$9")}, {_pricing("$2")}, go AS (
+WITH {_kept_answer("$9")}, {_pricing("$2")}, {REFERENCED}, go AS (
     SELECT NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM problem)
-           AND (SELECT count(*) FROM expired) >= 0 AS ok  -- the expired answer is gone first
+           AND (SELECT count(*) FROM expired) >= 0  -- the expired answer is gone first
+           AND (SELECT rows FROM referenced) >= 0 AS ok
 ), order_row AS (
     INSERT INTO orders (restaurant_id, table_id, party_id, server_id, guests, note, fired_course)
     SELECT $1, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 0 ELSE (SELECT min(course) FROM wanted) END
@@ -180,7 +202,8 @@ SELECT {ANSWERS}, p.request_hash, p.status, p.headers, p.body,
        pr.kind, pr.n, pr.missing, pr.name, pr.menu_item_id
 FROM (SELECT) one LEFT JOIN prior p ON true LEFT JOIN problem pr ON true"""
 
-# $1 restaurant, $2 order, $3 Idempotency-Key: lock the order (waiting for whoever changes it);
+# $1 restaurant, $2 order, $3 Idempotency-Key: lock the order (waiting for whoever changes it;
+# NO KEY: new tickets' foreign keys may still read it);
 # its state, or the answer kept under the key.
 LOCK = f"""
 WITH {_kept_answer("$3")}
@@ -189,7 +212,7 @@ SELECT o.status, o.version, p.request_hash, p.status AS answer_status, p.headers
 FROM (SELECT) one
 LEFT JOIN prior p ON true
 LEFT JOIN LATERAL (SELECT status, version FROM orders
-                   WHERE restaurant_id = $1 AND id = $2 FOR UPDATE) o ON true"""
+                   WHERE restaurant_id = $1 AND id = $2 FOR NO KEY UPDATE) o ON true"""
 
 # $1 restaurant, $2 lines, $3 order, $4 hold, $5 Idempotency-Key, $6 fingerprint,
 # $7 headers kept, $8 the seq's header. New lines of a fired course go to the kitchen at once

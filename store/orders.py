@@ -141,7 +141,7 @@ WHERE o.restaurant_id = $1 AND o.id > $3 AND ($4::text IS NULL OR o.status = $4)
 ORDER BY o.id LIMIT $2 + 1""")
 
 LOCK_OPEN_ORDER = """
-SELECT status, version, fired_course FROM orders WHERE restaurant_id = $1 AND id = $2 FOR UPDATE"""
+SELECT status, version, fired_course FROM orders WHERE restaurant_id = $1 AND id = $2 FOR NO KEY UPDATE"""
 
 BUMP_ORDER = """
 UPDATE orders SET version = version + 1, fired_course = greatest(fired_course, $3)

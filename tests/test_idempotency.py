@@ -219,3 +219,27 @@ async def test_concurrent_adds_and_fires_on_one_order_put_each_line_on_one_ticke
     assert len(on_tickets) == len(set(on_tickets))  # no line sent to the kitchen twice
     assert sorted(on_tickets) == sorted(line["id"] for line in lines if line["ticket_id"])
     assert all(line["status"] == "fired" for line in lines)  # course 3 was fired last
+
+
+async def test_orders_for_a_table_and_its_status_changes_at_once_never_deadlock(
+        client, db, rid, base, server, menu):
+    table_id = await db.fetchval("SELECT id FROM dining_tables WHERE restaurant_id = $1 "
+                                 "AND status = 'free' ORDER BY id LIMIT 1", rid)
+    steps = ["seated", "ordering", "waiting_food", "eating", "paying", "dirty", "free"]
+
+    async def order(n):
+        response = await client.post(base + "/orders", headers=server, json={
+            "table_id": table_id, "items": [{"menu_item_id": menu["Burger"]["id"]}]})
+        assert response.status == 201, await response.text()
+
+    async def walk():
+        for _ in range(3):
+            for status in steps:
+                body = {"status": status, **({"party_size": 2} if status == "seated" else {})}
+                response = await client.post(base + f"/tables/{table_id}/status", headers=server,
+                                             json=body)
+                assert response.status == 200, await response.text()
+
+    await asyncio.gather(walk(), *(order(n) for n in range(40)))
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE restaurant_id = $1 "
+                             "AND table_id = $2", rid, table_id) == 40
