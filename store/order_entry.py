@@ -18,8 +18,8 @@ import asyncpg
 import msgspec
 
 from store import events, idempotency, kitchen
-from store.errors import Conflict, Invalid, NotFound, Stale
-from store.orders import LINES_OF, ORDER_JSON, AddItemsIn, OrderIn
+from store.errors import Conflict, Invalid
+from store.orders import LINES_OF, ORDER_JSON, AddItemsIn, OrderIn, check_open
 
 Outcome = tuple[msgspec.Raw, int] | idempotency.Stored  # (order, seq), or the answer kept earlier
 
@@ -344,13 +344,7 @@ async def _change(pool: asyncpg.Pool, rid: int, order_id: int, expected: int | N
                 return idempotency.Stored(fingerprint=row["request_hash"],
                                           status=row["answer_status"], headers=row["headers"],
                                           body=row["body"])
-            if row["status"] is None:
-                raise NotFound("no such order")
-            if expected is not None and row["version"] != expected:
-                raise Stale(f"the order changed (now version {row['version']}); reload and retry",
-                            [{"version": row["version"]}])
-            if row["status"] != "open":
-                raise Conflict("this order is closed")
+            check_open(row["status"], row["version"], expected)
             return await conn.fetchrow(statement, *args)
     except asyncpg.UniqueViolationError as error:
         return await _first_answer(pool, rid, key, error)

@@ -193,16 +193,21 @@ async def list_orders(pool: asyncpg.Pool, rid: int, limit: int, after: int, stat
     return await fetch_page(pool, LIST_ORDERS, rid, limit, after, status, table_id)
 
 
+def check_open(status: str | None, version: int | None, expected: int | None) -> None:
+    """A locked order may change: it exists (404), is the version asked for (412), is open (409)."""
+    if status is None:
+        raise NotFound("no such order")
+    if expected is not None and version != expected:
+        raise Stale(f"the order changed (now version {version}); reload and retry",
+                    [{"version": version}])
+    if status != "open":
+        raise Conflict("this order is closed")
+
+
 async def _lock_open(conn: asyncpg.Connection, rid: int, order_id: int,
                      expected: int | None) -> asyncpg.Record:
     row = await conn.fetchrow(LOCK_OPEN_ORDER, rid, order_id)
-    if row is None:
-        raise NotFound("no such order")
-    if expected is not None and row["version"] != expected:
-        raise Stale(f"the order changed (now version {row['version']}); reload and retry",
-                    [{"version": row["version"]}])
-    if row["status"] != "open":
-        raise Conflict("this order is closed")
+    check_open(row and row["status"], row and row["version"], expected)
     return row
 
 
