@@ -70,18 +70,27 @@ def tick(i: int) -> dict[str, Any]:
     return {"id": i, "items": [1, 2, 3], "sent": time.time()}
 
 
-async def write_events(pool: asyncpg.Pool, rid: int, count: int) -> float:
+WRITERS = 4  # events are written as a restaurant's iPads write them: several at once
+
+
+async def write_events(pool: asyncpg.Pool, rid: int, count: int, writers: int = 1) -> float:
     """`count` events, one transaction each, through store.events.write (the path every write
-    takes: counter bump, insert, pg_notify); returns the seconds it took."""
+    takes: counter bump, insert, pg_notify) from `writers` connections at once; returns the
+    seconds it took."""
+    numbers = iter(range(count))
+
+    async def writer() -> None:
+        for i in numbers:
+            async with events.write(pool) as tx:
+                tx.emit(rid, CHANNEL, TICK, tick(i))
+
     started = time.monotonic()
-    for i in range(count):
-        async with events.write(pool) as tx:
-            tx.emit(rid, CHANNEL, TICK, tick(i))
+    await asyncio.gather(*(writer() for _ in range(writers)))
     return time.monotonic() - started
 
 
-async def open_pool(server: Server) -> asyncpg.Pool:
-    return await create_pool(server.dsn, min_size=1, max_size=2, statement_timeout_ms=30_000,
+async def open_pool(server: Server, size: int = 2) -> asyncpg.Pool:
+    return await create_pool(server.dsn, min_size=1, max_size=size, statement_timeout_ms=30_000,
                              idle_in_transaction_timeout_ms=30_000)
 
 
@@ -154,7 +163,7 @@ async def fanout(bench: Bench) -> dict[str, Any]:
 
         runs = {
             "serveline": lambda count: _timed_round(crowd, app, "serveline", sockets, count,
-                                                    lambda: write_events(pool, rid, count)),
+                                                    lambda: write_events(pool, rid, count, WRITERS)),
             "yardstick": lambda count: _timed_round(crowd, bare, "yardstick", sockets, count,
                                                     lambda: blast(count)),
         }
