@@ -22,6 +22,7 @@ from handlers import (
     dashboard,
     devices,
     docs,
+    event_feed,
     floor,
     health,
     kitchen,
@@ -73,7 +74,7 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, alerts, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard, ops, docs, ws, pages, pairing)
+                 reservations, orders, kitchen, dashboard, ops, docs, ws, event_feed, pages, pairing)
 ROOT = Path(__file__).resolve().parent.parent
 
 

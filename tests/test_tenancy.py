@@ -67,6 +67,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", R + "/dashboard/hourly"): MANAGERS,
     ("GET", R + "/ops"): MANAGERS,
     ("GET", R + "/ws"): ALL,
+    ("GET", R + "/events"): MANAGERS,
     ("GET", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("PATCH", "/api/v1/restaurants/{rid}/staff/{user_id}"): MANAGERS,
@@ -159,7 +160,7 @@ async def test_health_db_is_for_managers_of_any_restaurant(client, tokens):
 
 def key_scope(method: str, path: str) -> str | None:
     """The scope an API key needs for a route (None: keys never reach it), as docs/api.md says."""
-    if path.endswith("/ws"):
+    if path.endswith("/ws") or path.endswith("/events"):
         return "events"
     if any(part in path for part in ("/staff", "/devices", "/api-keys", "/ops")) or path == R:
         return "read" if (method, path) == ("GET", R) else None

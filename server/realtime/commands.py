@@ -31,21 +31,24 @@ class Session:
     pool: asyncpg.Pool
 
 
-def _channel_error(role: str, channels: list[str]) -> bytes | None:
+def channel_problem(role: str, channels: list[str]) -> tuple[str, str] | None:
+    """(error code, message) for the first channel this role may not follow, if any (the
+    socket and the events feed share the rule)."""
     for channel in channels:
         if not _CHANNEL.match(channel) or family(channel) not in FAMILIES or (
                 ":" in channel and family(channel) != "kitchen"):
-            return messages.error(UNKNOWN_CHANNEL, f"there is no channel {channel!r}")
+            return UNKNOWN_CHANNEL, f"there is no channel {channel!r}"
         if family(channel) not in ROLE_CHANNELS.get(role, frozenset()):
-            return messages.error(FORBIDDEN_CHANNEL, f"a {role} may not subscribe to {channel!r}")
+            return FORBIDDEN_CHANNEL, f"a {role} may not subscribe to {channel!r}"
     return None
 
 
-def _needs_reset(msg: messages.Subscribe, epoch: str, seq: int, oldest: int | None) -> bool:
+def needs_reset(given_epoch: str | None, since: int, epoch: str, seq: int,
+                oldest: int | None) -> bool:
     """All or nothing: replay only when every event after `since` is still in the log."""
-    if msg.epoch != epoch or msg.since > seq:
+    if given_epoch != epoch or since > seq:
         return True
-    return msg.since < seq and (oldest is None or oldest > msg.since + 1)
+    return since < seq and (oldest is None or oldest > since + 1)
 
 
 async def _replay(session: Session, channels: list[str]) -> None:
@@ -66,9 +69,9 @@ async def _replay(session: Session, channels: list[str]) -> None:
 async def subscribe(session: Session, msg: messages.Subscribe) -> None:
     conn = session.conn
     channels = sorted(set(msg.channels))
-    problem = _channel_error(conn.role, channels)
+    problem = channel_problem(conn.role, channels)
     if problem is not None:
-        conn.send(problem)
+        conn.send(messages.error(*problem))
         return
     await session.hub.join(conn)
     conn.channels = frozenset(channels)
@@ -77,7 +80,8 @@ async def subscribe(session: Session, msg: messages.Subscribe) -> None:
         where = await events.position(session.pool, conn.restaurant_id)
         epoch, seq = str(where["epoch"]), where["seq"]
         conn.send(messages.subscribed(channels, epoch, seq))
-        replay = msg.since is not None and not _needs_reset(msg, epoch, seq, where["oldest"])
+        replay = msg.since is not None and not needs_reset(msg.epoch, msg.since, epoch, seq,
+                                                            where["oldest"])
         if msg.since is None:
             conn.position = seq
         elif not replay:
