@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from contextlib import nullcontext
+from pathlib import Path
 
 import msgspec
 import uvloop
@@ -19,7 +20,8 @@ from server.app import create_app, prepare_database
 from server.config import Config, data_path, load
 from server.keys import DEMO_PASSWORD
 from server.logs import AccessLog, configure_logging
-from store.embedded import DataDirInUse, embedded_postgres
+from store import backup
+from store.embedded import DataDirInUse, embedded_postgres, running_dsn
 from store.migrate import apply_migrations
 from store.seed import ROLES
 
@@ -101,9 +103,39 @@ def supervise(config: Config, argv: list[str]) -> int:
     return 0
 
 
+def back_up_or_restore(config: Config, command: str, path: Path) -> int:
+    """`run.py backup PATH` (also while a server runs on the data dir) or `run.py restore PATH`."""
+    running = None if config.database_url else running_dsn(data_path(config))
+    embedded = (nullcontext(config.database_url) if config.database_url
+                else nullcontext(running) if running and command == "backup"
+                else embedded_postgres(data_path(config)))
+    try:
+        with embedded as dsn:
+            if command == "backup":
+                backup.back_up(dsn, path)
+                print(f"backed up to {path} ({path.stat().st_size:,} bytes)")
+            else:
+                backup.restore(dsn, path)
+                print(f"restored from {path}; every restaurant has a new epoch, so screens and "
+                      "iPads start from the restored state")
+    except DataDirInUse as error:
+        print(f"serveline: {error}. Stop it before restoring.", file=sys.stderr)
+        return 2
+    except backup.BackupFailed as error:
+        print(f"serveline: {command} failed, nothing changed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     config, args = load(argv)
     configure_logging(config.log_level, config.log_format)
+    if args.command in ("backup", "restore"):
+        if not args.path:
+            print(f"serveline: {args.command} needs a file: python run.py {args.command} PATH",
+                  file=sys.stderr)
+            return 2
+        return back_up_or_restore(config, args.command, Path(args.path).expanduser().resolve())
     embedded = (nullcontext(config.database_url) if config.database_url
                 else embedded_postgres(data_path(config)))
     try:

@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 metavar="BOOL")
         else:
             parser.add_argument(flag, dest=field, default=None, help=text)
+    parser.add_argument("command", nargs="?", choices=("serve", "backup", "restore"),
+                        default="serve",
+                        help="serve (the default); backup PATH: write the database to PATH "
+                             "(also while serving); restore PATH: replace the database with "
+                             "a backup (with the server stopped)")
+    parser.add_argument("path", nargs="?", help="the backup file, for backup and restore")
     parser.add_argument("--migrate-only", action="store_true",
                         help="apply database migrations and exit")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

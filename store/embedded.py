@@ -46,6 +46,17 @@ def _preloads_statistics(server: object) -> bool:
     return False
 
 
+def running_dsn(data_dir: Path) -> str | None:
+    """The DSN of the cluster a running Serveline holds under `data_dir`, if one does (read from
+    its postmaster.pid: port, then socket directory), for a backup taken while it serves."""
+    try:
+        lines = (data_dir / "pg" / "postmaster.pid").read_text().splitlines()
+        port, sockets = int(lines[3]), lines[4].strip()
+    except (OSError, IndexError, ValueError):
+        return None
+    return f"postgresql://postgres@/{DATABASE}?host={sockets}&port={port}"
+
+
 @contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or adopt) the cluster under `data_dir/pg`, yield its DSN, stop it on exit.
