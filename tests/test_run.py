@@ -225,3 +225,33 @@ async def test_workers_share_one_port_and_every_worker_delivers_events(tmp_path)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
     assert postgres_processes(data_dir) == []
+
+
+async def test_backup_while_serving_and_restore_only_once_stopped(tmp_path):
+    data_dir, dump = tmp_path / "var", tmp_path / "night.dump"
+    server = Server(tmp_path, data_dir, SERVELINE_DEMO_PASSWORD="owner-chosen-secret")
+
+    def run_py(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "run.py", *args, "--data-dir", str(data_dir)],
+                              cwd=ROOT, env=environment(), capture_output=True, text=True,
+                              timeout=120)
+    try:
+        await server.wait_ready()
+        backed_up = await asyncio.to_thread(run_py, "backup", str(dump))
+        assert backed_up.returncode == 0, backed_up.stderr
+        assert dump.stat().st_size > 0
+        refused = await asyncio.to_thread(run_py, "restore", str(dump))
+        assert refused.returncode == 2 and "Stop it before restoring" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert await server.login("owner@demo.test", "owner-chosen-secret") == 200
+    finally:
+        assert server.stop() == 0
+    restored = await asyncio.to_thread(run_py, "restore", str(dump))
+    assert restored.returncode == 0, restored.stderr
+    again = Server(tmp_path, data_dir)
+    try:
+        await again.wait_ready()
+        assert await again.login("owner@demo.test", "owner-chosen-secret") == 200
+    finally:
+        assert again.stop() == 0
+    assert postgres_processes(data_dir) == []
