@@ -36,8 +36,9 @@ class Answer(msgspec.Struct, frozen=True):
     seq_header: str
 
 
-# The rows a change's new rows will reference are key-share locked at its start, as its foreign
-# keys would lock them at its end: a writer that holds one of them (a table being seated, a
+# The rows a change's new rows will reference are key-share locked at its start (a condition of
+# its first write, so they are locked whenever it writes), as its foreign keys would lock them at
+# its end: a writer that holds one of them (a table being seated, a
 # menu item being deleted) and then queues for the restaurant's event counter would otherwise
 # wait for this statement while this one, holding the counter, waits for it.
 REFERENCED = """table_held AS (
@@ -75,7 +76,7 @@ def _pricing(lines: str) -> str:
         LEFT JOIN menu_modifiers mm ON mm.restaurant_id = $1 AND mm.item_id = w.menu_item_id
                                    AND mm.id = asked.id::bigint
     ) m
-), menu_held AS (  -- see REFERENCED
+), menu_held AS (  -- the menu rows asked for, see REFERENCED
     SELECT id FROM menu_items
     WHERE restaurant_id = $1 AND id IN (SELECT menu_item_id FROM wanted)
     FOR KEY SHARE
@@ -85,8 +86,7 @@ def _pricing(lines: str) -> str:
                 WHEN twice THEN 'modifier_twice' WHEN missing IS NOT NULL THEN 'unknown_modifier'
                 ELSE 'below_zero' END AS kind
     FROM priced
-    WHERE (NOT known OR NOT available OR twice OR missing IS NOT NULL OR price_minor + minor < 0)
-      AND (SELECT count(*) FROM menu_held) >= 0
+    WHERE NOT known OR NOT available OR twice OR missing IS NOT NULL OR price_minor + minor < 0
     ORDER BY n LIMIT 1
 )"""
 
@@ -182,7 +182,7 @@ CREATE = f"""
 WITH {_kept_answer("$9")}, {_pricing("$2")}, {REFERENCED}, go AS (
     SELECT NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM problem)
            AND (SELECT count(*) FROM expired) >= 0  -- the expired answer is gone first
-           AND (SELECT rows FROM referenced) >= 0 AS ok
+           AND (SELECT rows FROM referenced) + (SELECT count(*) FROM menu_held) >= 0 AS ok
 ), order_row AS (
     INSERT INTO orders (restaurant_id, table_id, party_id, server_id, guests, note, fired_course)
     SELECT $1, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 0 ELSE (SELECT min(course) FROM wanted) END
@@ -221,6 +221,7 @@ ADD_ITEMS = f"""
 WITH {_pricing("$2")}, order_row AS (
     UPDATE orders SET version = version + 1
     WHERE restaurant_id = $1 AND id = $3 AND NOT EXISTS (SELECT 1 FROM problem)
+      AND (SELECT count(*) FROM menu_held) >= 0  -- see REFERENCED
     RETURNING *
 ), due AS (
     SELECT oi.order_id, oi.id, oi.station, oi.course FROM order_items oi, order_row o
