@@ -31,6 +31,7 @@ from handlers import (
     orders,
     pages,
     pairing,
+    reports,
     reservations,
     restaurants,
     staff,
@@ -74,7 +75,8 @@ from store.seed import seed_demo_if_empty
 log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, alerts, floor, menu, waitlist,
-                 reservations, orders, kitchen, dashboard, ops, docs, ws, event_feed, pages, pairing)
+                 reservations, orders, kitchen, dashboard, reports, ops, docs, ws, event_feed, pages,
+                 pairing)
 ROOT = Path(__file__).resolve().parent.parent
 
 
