@@ -16,6 +16,7 @@ from store import reports
 
 routes = web.RouteTableDef()
 CSV_COLUMNS = ("date", "orders", "covers", "gross_minor", "void_minor", "average_check_minor")
+HOUR_COLUMNS = ("starts_at", "local_time", "orders", "covers")
 
 
 def _span(request: web.Request) -> tuple[date, date]:
@@ -29,17 +30,24 @@ def _span(request: web.Request) -> tuple[date, date]:
     return first, last
 
 
-def _wants_csv(request: web.Request) -> bool:
-    return "text/csv" in request.headers.get(hdrs.ACCEPT, "")
-
-
-def _csv(report: reports.Daily) -> bytes:
+def _csv(rows: list, columns: tuple[str, ...]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for day in report.days:
-        writer.writerow([getattr(day, column) for column in CSV_COLUMNS])
+    writer.writerow(columns)
+    for row in rows:
+        values = (getattr(row, column) for column in columns)
+        writer.writerow([v.isoformat() if hasattr(v, "isoformat") else v for v in values])
     return out.getvalue().encode()
+
+
+def _answer(request: web.Request, report: reports.Daily | reports.Hourly, seq: int,
+            rows: list, columns: tuple[str, ...], name: str) -> web.Response:
+    """The report as JSON, or its rows as a CSV attachment when the client asks for CSV."""
+    if "text/csv" not in request.headers.get(hdrs.ACCEPT, ""):
+        return json_response(report, headers=seq_headers(seq))
+    return web.Response(body=_csv(rows, columns), content_type="text/csv", charset="utf-8",
+                        headers={**seq_headers(seq),
+                                 hdrs.CONTENT_DISPOSITION: f'attachment; filename="{name}"'})
 
 
 @routes.get("/api/v1/restaurants/{rid}/reports/daily")
@@ -52,9 +60,19 @@ async def daily(request: web.Request) -> web.Response:
     (one row a day) with `Accept: text/csv`."""
     first, last = _span(request)
     report, seq = await reports.daily(request.app[POOL], request[RESTAURANT_ID], first, last)
-    if _wants_csv(request):
-        name = f"daily-{first.isoformat()}-{last.isoformat()}.csv"
-        return web.Response(body=_csv(report), content_type="text/csv", charset="utf-8",
-                            headers={**seq_headers(seq),
-                                     hdrs.CONTENT_DISPOSITION: f'attachment; filename="{name}"'})
-    return json_response(report, headers=seq_headers(seq))
+    return _answer(request, report, seq, report.days, CSV_COLUMNS,
+                   f"daily-{first.isoformat()}-{last.isoformat()}.csv")
+
+
+@routes.get("/api/v1/restaurants/{rid}/reports/hourly")
+@requires(MANAGERS, scope="read")
+@documented(returns=reports.Hourly,
+            query=(Query("date", date, description="the restaurant's local day (YYYY-MM-DD)"),))
+async def hourly(request: web.Request) -> web.Response:
+    """Orders taken and covers seated in each hour of the restaurant's day; CSV with
+    `Accept: text/csv`."""
+    day = query_date(request, "date", required=True)
+    assert day is not None
+    report, seq = await reports.hourly(request.app[POOL], request[RESTAURANT_ID], day)
+    return _answer(request, report, seq, report.hours, HOUR_COLUMNS,
+                   f"hourly-{day.isoformat()}.csv")

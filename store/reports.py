@@ -2,11 +2,11 @@
 
 A day is the restaurant's own: from local midnight to the next, in its time zone, so a day
 of a DST change is 23 or 25 hours long. Sales count on the day an order was closed (paid);
-covers on the day a party was seated.
+covers on the day (or hour) a party was seated; orders per hour on the hour they were taken.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 import msgspec
@@ -33,6 +33,19 @@ class Daily(msgspec.Struct, frozen=True):
     timezone: str
     currency: str
     days: list[Day]
+
+
+class Hour(msgspec.Struct, frozen=True):
+    starts_at: datetime  # absolute: the 25-hour day of a DST change has two local 01:00s
+    local_time: str  # HH:MM on the restaurant's clock
+    orders: int  # orders taken in this hour
+    covers: int  # guests seated in this hour
+
+
+class Hourly(msgspec.Struct, frozen=True):
+    date: date
+    timezone: str
+    hours: list[Hour]  # every hour of the local day: 23, 24 or 25 of them
 
 
 # $1 restaurant, $2 first day, $3 last day (both local, inclusive).
@@ -85,10 +98,42 @@ SELECT r.seq, json_build_object('timezone', r.timezone, 'currency', r.currency, 
      LEFT JOIN seated ON seated.day = days.day), '[]'))::text AS report
 FROM r"""
 
+# $1 restaurant, $2 the local day. Hours step through absolute time from local midnight to the
+# next, so a DST change gives 23 or 25 of them.
+HOURLY = """
+WITH r AS (
+    SELECT seq, timezone FROM restaurants WHERE id = $1
+), span AS (
+    SELECT $2::date::timestamp AT TIME ZONE r.timezone AS starts,
+           ($2::date + 1)::timestamp AT TIME ZONE r.timezone AS ends
+    FROM r
+), hours AS (
+    SELECT h AS starts, h + interval '1 hour' AS ends
+    FROM span, generate_series(span.starts, span.ends - interval '1 hour', interval '1 hour') h
+)
+SELECT r.seq, json_build_object('date', $2::date, 'timezone', r.timezone, 'hours',
+    (SELECT json_agg(json_build_object(
+         'starts_at', hours.starts,
+         'local_time', to_char(hours.starts AT TIME ZONE r.timezone, 'HH24:MI'),
+         'orders', (SELECT count(*) FROM orders o WHERE o.restaurant_id = $1
+                    AND o.created_at >= hours.starts AND o.created_at < hours.ends),
+         'covers', (SELECT coalesce(sum(tt.party_size), 0) FROM table_turns tt
+                    WHERE tt.restaurant_id = $1
+                      AND tt.seated_at >= hours.starts AND tt.seated_at < hours.ends))
+         ORDER BY hours.starts) FROM hours))::text AS report
+FROM r"""
+
 _daily = msgspec.json.Decoder(Daily)
+_hourly = msgspec.json.Decoder(Hourly)
 
 
 async def daily(pool: asyncpg.Pool, rid: int, first: date, last: date) -> tuple[Daily, int]:
     """Each local day from `first` to `last`, and the seq the numbers reflect."""
     row = await pool.fetchrow(DAILY, rid, first, last)
     return _daily.decode(row["report"]), row["seq"]
+
+
+async def hourly(pool: asyncpg.Pool, rid: int, day: date) -> tuple[Hourly, int]:
+    """Each hour of the restaurant's local `day`, and the seq the numbers reflect."""
+    row = await pool.fetchrow(HOURLY, rid, day)
+    return _hourly.decode(row["report"]), row["seq"]

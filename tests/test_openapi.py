@@ -198,6 +198,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("GET", R + "/alerts", owner, ids=ids, params={"state": "all"})
     assert (await call("GET", R + "/events", owner, ids=ids, params={"since": "0", "limit": "5"}))["more"]
     await call("GET", R + "/reports/daily", owner, ids=ids, params={"from": "2026-03-07", "to": "2026-03-09"})
+    await call("GET", R + "/reports/hourly", owner, ids=ids, params={"date": "2026-03-08"})
     await call("POST", R + "/orders", server, 422, ids=ids, json={"items": [{"menu_item_id": 10**9}]})
     await call("POST", "/api/v1/auth/logout", bearer(login["token"]), 204)
     sock = await client.ws_connect(R.format(rid=rid) + "/ws", headers=owner)  # 101, then the protocol

@@ -99,3 +99,32 @@ async def test_reports_are_for_managers_and_read_keys(client, base, tokens):
     key = await ok(await client.post(base + "/api-keys", headers=bearer(await tokens("owner")),
                                      json={"name": "books", "scopes": ["read"]}), 201)
     assert (await client.get(url, headers=bearer(key["key"]))).status == 200
+
+
+async def test_an_hourly_day_has_23_or_25_hours_across_dst(client, db, rid, base, server, tokens,
+                                                          menu):
+    manager = bearer(await tokens("manager"))
+    await db.execute("UPDATE restaurants SET timezone = 'America/New_York' WHERE id = $1", rid)
+    taken = []
+    for at in ("2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z", "2026-11-01T06:45:00Z"):
+        order = await ok(await client.post(base + "/orders", headers=server, json={
+            "items": [{"menu_item_id": menu["Burger"]["id"]}]}), 201)
+        await db.execute("UPDATE orders SET created_at = $3 WHERE restaurant_id = $1 AND id = $2",
+                         rid, order["id"], utc(at))
+        taken.append(order["id"])
+    fall = await ok(await client.get(base + "/reports/hourly?date=2026-11-01", headers=manager))
+    assert len(fall["hours"]) == 25  # New York falls back: 01:00 comes twice
+    ones = [h for h in fall["hours"] if h["local_time"] == "01:00"]
+    assert [utc(h["starts_at"]) for h in ones] == [utc("2026-11-01T05:00:00Z"),
+                                                   utc("2026-11-01T06:00:00Z")]
+    assert [h["orders"] for h in ones] == [1, 2]  # 01:30 EDT, then 01:30 and 01:45 EST
+    assert sum(h["orders"] for h in fall["hours"]) == 3
+    spring = await ok(await client.get(base + "/reports/hourly?date=2026-03-08", headers=manager))
+    assert len(spring["hours"]) == 23 and "02:00" not in [h["local_time"] for h in spring["hours"]]
+    response = await client.get(base + "/reports/hourly?date=2026-11-01",
+                                headers={**manager, "Accept": "text/csv"})
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert len(rows) == 25 and utc(rows[1]["starts_at"]) == utc("2026-11-01T05:00:00Z")
+    assert [int(row["orders"]) for row in rows] == [h["orders"] for h in fall["hours"]]
+    missing = await client.get(base + "/reports/hourly", headers=manager)
+    assert missing.status == 400 and (await error_of(missing))["code"] == "invalid_query"

@@ -69,6 +69,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", R + "/ws"): ALL,
     ("GET", R + "/events"): MANAGERS,
     ("GET", R + "/reports/daily"): MANAGERS,
+    ("GET", R + "/reports/hourly"): MANAGERS,
     ("GET", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/staff"): MANAGERS,
     ("PATCH", "/api/v1/restaurants/{rid}/staff/{user_id}"): MANAGERS,
