@@ -87,3 +87,15 @@ async def set_table_status(request: web.Request) -> web.Response:
     return written(*await floor.set_status(request.app[POOL], request[RESTAURANT_ID],
                                            path_id(request, "table_id"), body,
                                            expected_version(request)))
+
+
+@routes.post(BASE + "/tables/{table_id}/move")
+@requires(FRONT_OF_HOUSE, scope="write")
+@documented(body=floor.MoveIn, returns=floor.Moved)
+async def move_party(request: web.Request) -> web.Response:
+    """The party at this table moves to a free table with its open orders; this table is left
+    dirty. The kitchen is not told again: tickets stay as they are."""
+    body = await decode(request, floor.MoveIn)
+    return written(*await floor.move_party(request.app[POOL], request[RESTAURANT_ID],
+                                           path_id(request, "table_id"), body,
+                                           expected_version(request)))

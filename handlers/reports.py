@@ -15,7 +15,10 @@ from server.openapi import Query, documented
 from store import reports
 
 routes = web.RouteTableDef()
-CSV_COLUMNS = ("date", "orders", "covers", "gross_minor", "void_minor", "average_check_minor")
+CSV_COLUMNS = ("date", "orders", "covers", "gross_minor", "void_minor", "average_check_minor",
+               "turns", "average_turn_minutes", "tickets", "ticket_p50_seconds",
+               "ticket_p90_seconds", "late_tickets", "waitlist_seated", "quoted_minutes",
+               "waited_minutes", "waited_past_quote", "reservations", "no_shows", "no_show_rate")
 HOUR_COLUMNS = ("starts_at", "local_time", "orders", "covers")
 
 
@@ -56,8 +59,10 @@ def _answer(request: web.Request, report: reports.Daily | reports.Hourly, seq: i
             query=(Query("from", date, description="the first local day (YYYY-MM-DD)"),
                    Query("to", date, description="the last local day, at most 366 days on")))
 async def daily(request: web.Request) -> web.Response:
-    """Orders, covers, sales, voids and average check for each of the restaurant's days; CSV
-    (one row a day) with `Accept: text/csv`."""
+    """Each of the restaurant's days: orders, covers, sales (by category) and voids, average
+    check, table turns (per table and per party size), ticket times per station and late
+    tickets, waitlist quoted vs actual wait, reservations and no-shows; CSV (one row a day,
+    the day-level figures) with `Accept: text/csv`. Read from the daily rollups."""
     first, last = _span(request)
     report, seq = await reports.daily(request.app[POOL], request[RESTAURANT_ID], first, last)
     return _answer(request, report, seq, report.days, CSV_COLUMNS,

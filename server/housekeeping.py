@@ -1,16 +1,17 @@
-"""Background upkeep: forget idempotent answers after 24 h, long-dead sessions, events past retention."""
+"""Background upkeep: forget idempotent answers after 24 h, long-dead sessions, events past
+retention; keep the daily report rollups current."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
 from server.keys import CONFIG, POOL
-from store import alerts, credentials, events, idempotency
+from store import alerts, credentials, events, idempotency, reports
 
 log = logging.getLogger("serveline.housekeeping")
 ALERTS_KEPT = timedelta(days=30)  # cleared alerts stay listed this long
@@ -26,18 +27,31 @@ async def tidy(app: web.Application) -> None:
                  removed_keys, removed_sessions, removed_events)
 
 
-async def _every(app: web.Application, seconds: float) -> None:
+async def roll_up(app: web.Application) -> None:
+    days = await reports.roll_up(app[POOL])
+    if days:
+        log.debug("rolled up %d restaurant days", days)
+
+
+async def _every(app: web.Application, seconds: float, job: Callable, what: str,
+                 first_after: float = 0.0) -> None:
+    await asyncio.sleep(first_after)
     while True:
         try:
-            await tidy(app)
+            await job(app)
         except Exception:  # the database may be restarting; try again next round
-            log.warning("housekeeping failed; retrying in %.0f s", seconds, exc_info=True)
+            log.warning("%s failed; retrying in %.0f s", what, seconds, exc_info=True)
         await asyncio.sleep(seconds)
 
 
 async def housekeeping(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_every(app, app[CONFIG].housekeeping_seconds))
+    config = app[CONFIG]
+    tasks = [asyncio.create_task(_every(app, config.housekeeping_seconds, tidy, "housekeeping")),
+             asyncio.create_task(_every(app, config.rollup_seconds, roll_up, "rollup",
+                                        first_after=min(config.rollup_seconds, 30.0)))]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

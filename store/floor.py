@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from store import events
+from store import events, orders
 from store.errors import Conflict, Invalid, NotFound, Stale
 from store.pages import Page, fetch_page, paged
 from store.patches import sent
@@ -56,6 +56,16 @@ class TablePatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class StatusIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     status: TableStatus
     party_size: PartySize | None = None  # covers, when seating
+
+
+class MoveIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    to_table_id: int  # a free table that seats the party
+
+
+class Moved(msgspec.Struct, frozen=True):
+    table: Table  # where the party sits now
+    left: Table  # the table it left, now dirty
+    order_ids: list[int]  # its open orders, now on `table`
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -147,6 +157,51 @@ UPDATE dining_tables t SET status = $3, status_changed_at = now(), version = t.v
                    WHEN $3 IN ('free', 'blocked') THEN NULL ELSE t.turn_id END
 FROM legal WHERE t.restaurant_id = $1 AND t.id = legal.id
 RETURNING t.id"""
+
+SEATED = ("seated", "ordering", "waiting_food", "eating", "paying")
+
+# One statement moves a party to a free table that seats it: its turn at the old table ends,
+# a turn of the same stay (same party, same steps so far) starts at the new one, its open
+# orders follow it, and the old table is left dirty. Nothing goes to the kitchen.
+MOVE_PARTY = f"""
+WITH src AS (
+    SELECT t.id, t.status, t.turn_id FROM dining_tables t
+    WHERE t.restaurant_id = $1 AND t.id = $2 AND t.status = ANY('{{{",".join(SEATED)}}}')
+      AND ($4::int IS NULL OR t.version = $4)
+    FOR NO KEY UPDATE
+), dst AS (
+    SELECT t.id FROM dining_tables t
+    JOIN table_turns tt ON tt.restaurant_id = $1 AND tt.id = (SELECT turn_id FROM src)
+    WHERE t.restaurant_id = $1 AND t.id = $3 AND t.id <> $2 AND t.status = 'free'
+      AND t.seats >= coalesce(tt.party_size, 1)
+    FOR NO KEY UPDATE OF t
+), ended AS (
+    UPDATE table_turns tt SET freed_at = now() FROM src, dst
+    WHERE tt.restaurant_id = $1 AND tt.id = src.turn_id
+    RETURNING tt.*
+), turn AS (
+    INSERT INTO table_turns (restaurant_id, table_id, party_size, stay_id, ordering_at,
+                             waiting_food_at, eating_at, paying_at)
+    SELECT $1, dst.id, e.party_size, coalesce(e.stay_id, e.id), e.ordering_at,
+           e.waiting_food_at, e.eating_at, e.paying_at
+    FROM ended e, dst
+    RETURNING id
+), followed AS (
+    UPDATE orders o SET table_id = dst.id, version = o.version + 1 FROM src, dst, turn
+    WHERE o.restaurant_id = $1 AND o.table_id = src.id AND o.status = 'open'
+    RETURNING o.id
+), left_dirty AS (
+    UPDATE dining_tables t SET status = 'dirty', turn_id = NULL, status_changed_at = now(),
+        version = t.version + 1
+    FROM turn WHERE t.restaurant_id = $1 AND t.id = $2
+), taken AS (
+    UPDATE dining_tables t SET status = src.status, turn_id = turn.id,
+        status_changed_at = now(), version = t.version + 1
+    FROM src, turn WHERE t.restaurant_id = $1 AND t.id = $3
+    RETURNING t.id
+)
+SELECT (SELECT count(*) FROM taken) AS moved,
+       coalesce((SELECT array_agg(id ORDER BY id) FROM followed), '{{}}') AS order_ids"""
 
 # The best free table for a party: the fewest seats that fit, then the lowest id.
 PICK_FREE = """
@@ -258,6 +313,45 @@ async def set_status(pool: asyncpg.Pool, rid: int, table_id: int, body: StatusIn
     async with events.write(pool) as tx:
         raw = await move_table(tx, rid, table_id, body.status, body.party_size, expected)
     return raw, tx.last_seq[rid]
+
+
+async def move_party(pool: asyncpg.Pool, rid: int, table_id: int, body: MoveIn,
+                     expected: int | None) -> tuple[Moved, int]:
+    """The party at `table_id` moves to a free table with its open orders (409 when either
+    table is not in a state for it, 412 on a stale version)."""
+    async with events.write(pool) as tx:
+        row = await tx.conn.fetchrow(MOVE_PARTY, rid, table_id, body.to_table_id, expected)
+        if not row["moved"]:
+            await _stale_or_missing(tx.conn, rid, table_id, expected)
+            await _why_not_moved(tx.conn, rid, table_id, body.to_table_id)
+        table = await table_json(tx.conn, rid, body.to_table_id)
+        left = await table_json(tx.conn, rid, table_id)
+        tx.emit(rid, "floor", "table.status", {"table": left})
+        tx.emit(rid, "floor", "table.status", {"table": table})
+        for order_id in row["order_ids"]:
+            tx.emit(rid, "orders", "order.moved", {
+                "order": await orders.order_json(tx.conn, rid, order_id),
+                "from_table_id": table_id})
+    moved = Moved(msgspec.json.decode(table, type=Table), msgspec.json.decode(left, type=Table),
+                  list(row["order_ids"]))
+    return moved, tx.last_seq[rid]
+
+
+async def _why_not_moved(conn: asyncpg.Connection, rid: int, table_id: int, to_id: int) -> None:
+    source = await conn.fetchrow(WHY_NOT, rid, table_id)
+    if source["status"] not in SEATED:
+        raise Conflict(f"no party sits at that table (it is {source['status']})",
+                       [{"status": source["status"]}])
+    target = await conn.fetchrow("SELECT status, seats FROM dining_tables "
+                                 "WHERE restaurant_id = $1 AND id = $2", rid, to_id)
+    if target is None or to_id == table_id:
+        raise Invalid("no such other table", [{"path": "$.to_table_id",
+                                               "message": "not another table of this restaurant"}])
+    if target["status"] != "free":
+        raise Conflict(f"the table to move to is {target['status']}, not free",
+                       [{"path": "$.to_table_id", "status": target["status"]}])
+    raise Conflict(f"the table to move to seats {target['seats']}, fewer than the party",
+                   [{"path": "$.to_table_id", "seats": target["seats"]}])
 
 
 async def pick_free_table(conn: asyncpg.Connection, rid: int, size: int) -> int:

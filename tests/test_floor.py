@@ -352,3 +352,60 @@ async def test_kitchen_staff_cannot_move_tables(client, db, base, tokens, labels
                                  json={"status": "seated"})
     assert response.status == 403
     assert await table_counts(db) == before
+
+
+async def test_a_party_moves_to_a_free_table_with_its_orders_and_nothing_for_the_kitchen(
+        client: TestClient, db, base, rid, manager, labels, menu):
+    await client.post(f"{base}/tables/{labels['D1']}/status", headers=manager,
+                      json={"status": "seated", "party_size": 4})
+    await client.post(f"{base}/tables/{labels['D1']}/status", headers=manager,
+                      json={"status": "ordering"})
+    order = await (await client.post(f"{base}/orders", headers=manager, json={
+        "table_id": labels["D1"], "items": [{"menu_item_id": menu["Burger"]["id"]}]})).json()
+    before = await seq_of(db, rid)
+    response = await client.post(f"{base}/tables/{labels['D1']}/move", headers=manager,
+                                 json={"to_table_id": labels["D2"]})
+    assert response.status == 200, await response.text()
+    moved = await response.json()
+    assert moved["order_ids"] == [order["id"]]
+    assert (moved["table"]["id"], moved["table"]["status"], moved["table"]["party_size"]) == (
+        labels["D2"], "ordering", 4)
+    assert (moved["left"]["status"], moved["left"]["turn_id"]) == ("dirty", None)
+    assert await db.fetchval("SELECT table_id FROM orders WHERE id = $1", order["id"]) == labels["D2"]
+    turns = await db.fetch("SELECT table_id, stay_id, freed_at IS NOT NULL AS ended, ordering_at "
+                           "FROM table_turns WHERE restaurant_id = $1 ORDER BY id", rid)
+    assert [(t["table_id"], t["ended"]) for t in turns] == [(labels["D1"], True), (labels["D2"], False)]
+    assert turns[1]["stay_id"] is not None and turns[1]["ordering_at"] == turns[0]["ordering_at"]
+    names = await db.fetch("SELECT channel, name FROM events WHERE restaurant_id = $1 AND seq > $2 "
+                           "ORDER BY seq", rid, before)
+    assert [(r["channel"], r["name"]) for r in names] == [
+        ("floor", "table.status"), ("floor", "table.status"), ("orders", "order.moved")]
+    assert int(response.headers["X-Serveline-Seq"]) == before + 3
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("not_seated", 409, "conflict"), ("target_taken", 409, "conflict"),
+    ("too_small", 409, "conflict"), ("same_table", 422, "invalid"),
+    ("other_restaurant", 422, "invalid"), ("stale", 412, "precondition_failed")])
+async def test_a_move_that_cannot_happen_says_why_and_changes_nothing(
+        client: TestClient, db, base, rid, manager, labels, restaurant_ids, case, status, code):
+    source, target = labels["D1"], labels["D2"]
+    if case != "not_seated":
+        await client.post(f"{base}/tables/{source}/status", headers=manager,
+                          json={"status": "seated", "party_size": 4})
+    if case == "target_taken":
+        await client.post(f"{base}/tables/{target}/status", headers=manager, json={"status": "blocked"})
+    if case == "too_small":
+        target = labels["P1"]  # seats 2
+    if case == "same_table":
+        target = source
+    if case == "other_restaurant":
+        target = await db.fetchval("SELECT id FROM dining_tables WHERE restaurant_id = $1 LIMIT 1",
+                                   restaurant_ids["other"])
+    headers = {**manager, "If-Match": '"99"'} if case == "stale" else manager
+    before = await table_counts(db)
+    response = await client.post(f"{base}/tables/{source}/move", headers=headers,
+                                 json={"to_table_id": target})
+    assert response.status == status, await response.text()
+    assert (await error_of(response))["code"] == code
+    assert await table_counts(db) == before

@@ -190,6 +190,11 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     cold = (await call("GET", R + "/kitchen/tickets", cook, ids=ids, params={"station": "cold"}))["items"]
     await call("POST", R + "/kitchen/tickets/{ticket_id}/bump", cook, ids={**ids, "ticket_id": cold[0]["id"]})
     assert (await call("GET", R + "/kitchen/expo", cook, ids=ids))["items"]
+    spare = await call("POST", R + "/tables", owner, 201, ids=ids,
+                       json={"label": "B2", "seats": 2, "area_id": area["id"]})
+    moved = await call("POST", R + "/tables/{table_id}/move", server, ids=ids,
+                       json={"to_table_id": spare["id"]})
+    assert moved["order_ids"] == [ids["order_id"]]
     await call("POST", R + "/orders/{order_id}/close", server, ids=ids,
                json={"payment": {"method": "cash", "amount_minor": 10_000}})
     await call("GET", R + "/dashboard", owner, ids=ids)

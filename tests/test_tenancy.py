@@ -28,6 +28,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", R + "/tables/{table_id}"): FRONT,
     ("PATCH", R + "/tables/{table_id}"): MANAGERS,
     ("POST", R + "/tables/{table_id}/status"): FRONT,
+    ("POST", R + "/tables/{table_id}/move"): FRONT,
     ("GET", R + "/waitlist"): FRONT,
     ("POST", R + "/waitlist"): HOSTS,
     ("GET", R + "/waitlist/estimate"): FRONT,
