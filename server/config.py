@@ -56,6 +56,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     metrics: bool = True
     metrics_token: str | None = None
     housekeeping_seconds: float = 600.0
+    rollup_seconds: float = 300.0
     access_log: bool = False
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -105,6 +106,7 @@ HELP: dict[str, str] = {
     "metrics_token": "bearer token /metrics requires (best set in the environment); unset: "
                      "/metrics answers loopback clients only",
     "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
+    "rollup_seconds": "how often the daily report rollups are brought up to date",
     "access_log": "write an access log line per request",
     "log_level": "logging level",
     "log_format": "json, text, or auto (text on a terminal, JSON lines otherwise)",
