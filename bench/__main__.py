@@ -21,10 +21,11 @@ from typing import Any
 
 import uvloop
 
-from bench import busy, http, observability, report, servers, ws
+from bench import busy, history, http, observability, report, servers, ws
 from bench.servers import Bench, Failed
 
-SCENARIOS = {**ws.SCENARIOS, **observability.SCENARIOS, **http.SCENARIOS, **busy.SCENARIOS}  # a new module's scenarios join here
+SCENARIOS = {**ws.SCENARIOS, **observability.SCENARIOS, **http.SCENARIOS, **busy.SCENARIOS,
+             **history.SCENARIOS}  # a new module's scenarios join here
 
 # figure: (unit, comparison, target); figures without a target are context, never judged.
 FIGURES: dict[str, tuple[str, str | None, float | None]] = {
@@ -62,6 +63,13 @@ FIGURES: dict[str, tuple[str, str | None, float | None]] = {
     "errors": ("requests", "<=", 0),
     "conflicts": ("requests", None, None),
     "busy_requests_per_s": ("requests/s", None, None),
+    "history_order_items": ("rows", None, None),
+    "ratio_open_orders_vs_db_before": ("x", None, None),
+    "ratio_open_orders_vs_db_after": ("x", None, None),
+    "ratio_open_tickets_vs_db_before": ("x", None, None),
+    "ratio_open_tickets_vs_db_after": ("x", None, None),
+    "history_hot_read_ratio": ("x", ">=", 0.9),  # after / before, the worse of the two reads
+    "history_seed_rows_per_s": ("rows/s", None, None),
 }
 
 

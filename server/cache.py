@@ -54,6 +54,9 @@ SETTINGS = Kind("settings", frozenset({"manager"}), 600)
 DASHBOARD = Kind("dashboard", ALL_FAMILIES, 30)
 AVAILABILITY = Kind("availability", frozenset({"floor", "manager"}), 60)
 KINDS = {kind.name: kind for kind in (MENU, SETTINGS, DASHBOARD, AVAILABILITY)}
+# How far back a sync reads the event log: no entry is older than the longest ttl, and a
+# write's events are dated at its transaction's start (a transaction lasts under a minute).
+SYNC_WINDOW = max(kind.ttl for kind in KINDS.values()) + 60.0
 
 
 class Entry(msgspec.Struct, array_like=True, frozen=True):
@@ -136,7 +139,7 @@ class ResponseCache:
     async def _sync(self) -> None:
         while True:
             try:
-                latest = await events.last_changes(self._pool)
+                latest = await events.last_changes(self._pool, SYNC_WINDOW)
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await asyncio.sleep(1.0)  # the database is still away: keep reading through

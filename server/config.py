@@ -92,7 +92,8 @@ HELP: dict[str, str] = {
     "rate_limit_busy_factor": "the busy plan's limits as a multiple of the standard ones",
     "ws_heartbeat_seconds": "WebSocket ping interval; a peer silent for half of it more is closed",
     "ws_send_buffer_bytes": "outgoing bytes a socket may have queued before it is closed to resume",
-    "event_retention_hours": "how long events stay replayable (the offline queue)",
+    "event_retention_hours": "events stay replayable at least this long (the offline queue); "
+                             "the log keeps whole months and drops a month once it ends this long ago",
     "ack_flush_seconds": "how often device receipts and presence are written",
     "presence_check_seconds": "how often expected devices are checked for being dark or behind",
     "alert_check_seconds": "how often alert rules are checked (late tickets, screens, this instance)",

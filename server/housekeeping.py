@@ -1,5 +1,5 @@
-"""Background upkeep: forget idempotent answers after 24 h, long-dead sessions, events past
-retention; keep the daily report rollups current."""
+"""Background upkeep: forget idempotent answers after 24 h and long-dead sessions, make the
+event log's months ahead and drop those past retention; keep the daily report rollups current."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +11,7 @@ from typing import AsyncIterator, Callable
 from aiohttp import web
 
 from server.keys import CONFIG, POOL
-from store import alerts, credentials, events, idempotency, reports
+from store import alerts, credentials, idempotency, partitions, reports
 
 log = logging.getLogger("serveline.housekeeping")
 ALERTS_KEPT = timedelta(days=30)  # cleared alerts stay listed this long
@@ -20,11 +20,14 @@ ALERTS_KEPT = timedelta(days=30)  # cleared alerts stay listed this long
 async def tidy(app: web.Application) -> None:
     removed_keys = await idempotency.purge(app[POOL])
     removed_sessions = await credentials.purge_sessions(app[POOL])
-    removed_events = await events.purge(app[POOL], app[CONFIG].event_retention_hours)
+    made = await partitions.make_ahead(app[POOL])
+    dropped = await partitions.drop_past(app[POOL], app[CONFIG].event_retention_hours)
     await alerts.purge(app[POOL], ALERTS_KEPT)
-    if removed_keys or removed_sessions or removed_events:
-        log.info("purged %d idempotency keys, %d old sessions, %d events past retention",
-                 removed_keys, removed_sessions, removed_events)
+    if removed_keys or removed_sessions:
+        log.info("purged %d idempotency keys, %d old sessions", removed_keys, removed_sessions)
+    if made or dropped:
+        log.info("event log months made: %s; dropped past retention: %s",
+                 ", ".join(made) or "none", ", ".join(dropped) or "none")
 
 
 async def roll_up(app: web.Application) -> None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
 import asyncpg
+
+# Run before the restore script, in its transaction.
+EMPTY_SCHEMA = "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
 
 # Run after the data is back, in its own transaction.
 NEW_IDENTITY = """
@@ -52,11 +56,21 @@ def back_up(dsn: str, path: Path) -> None:
 
 
 def restore(dsn: str, path: Path) -> None:
-    """Replace the database's contents with the backup at `path`, all or nothing."""
+    """Replace the database's contents with the backup at `path`, all or nothing.
+
+    pg_restore first reads the whole archive into an SQL script (a broken file fails there,
+    before the database is touched); then psql runs, in one transaction, the emptying of the
+    schema and the script. (pg_restore's own --clean drops object by object and cannot drop
+    the constraints a partitioned table's partitions inherit.)"""
     if not path.is_file():
         raise BackupFailed(f"no backup at {path}")
-    _run([str(tool("pg_restore")), "--clean", "--if-exists", "--no-owner", "--single-transaction",
-          "--exit-on-error", "--dbname", dsn, str(path)])
+    with tempfile.TemporaryDirectory(prefix="serveline-restore-") as folder:
+        script = Path(folder) / "restore.sql"
+        _run([str(tool("pg_restore")), "--no-owner", "--exit-on-error", "--file", str(script),
+              str(path)])
+        _run([str(tool("psql")), "--no-psqlrc", "--quiet", "--single-transaction",
+              "--set", "ON_ERROR_STOP=1", "--dbname", dsn, "--command", EMPTY_SCHEMA,
+              "--file", str(script)])
     asyncio.run(_new_identity(dsn))
 
 

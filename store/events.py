@@ -155,12 +155,10 @@ LIMIT $5
 # Where the restaurant's log stands: its epoch, its seq, and the oldest seq still kept.
 POSITION = """
 SELECT r.epoch, r.seq,
-       (SELECT min(seq) FROM events e WHERE e.restaurant_id = r.id) AS oldest
+       (SELECT min(seq) FROM events e
+        WHERE e.restaurant_id = r.id AND e.seq > r.purged_through_seq) AS oldest
 FROM restaurants r WHERE r.id = $1
 """
-
-PURGE_BEFORE = "DELETE FROM events WHERE at < now() - make_interval(hours => $1)"
-
 
 async def read_after(conn: asyncpg.Connection | asyncpg.Pool, restaurant_id: int, after_seq: int,
                      limit: int) -> list[asyncpg.Record]:
@@ -176,22 +174,18 @@ async def position(pool: asyncpg.Pool, restaurant_id: int) -> asyncpg.Record:
     return await pool.fetchrow(POSITION, restaurant_id)
 
 
-async def purge(pool: asyncpg.Pool, retention_hours: float) -> int:
-    """Forget events past the retention window (clients further behind get a reset)."""
-    return int((await pool.execute(PURGE_BEFORE, retention_hours)).split()[-1])
-
-
-# The last seq at which each channel family changed, per restaurant, within retention
-# (a cache entry never outlives retention, so older changes cannot make one stale).
+# The last seq at which each channel family changed, per restaurant, in the last $1 seconds
+# (the longest a cache entry lives, and a margin for transactions dated at their start): an
+# older change cannot be newer than any entry still kept. Only the newest month is read.
 LAST_CHANGES = """
 SELECT restaurant_id, split_part(channel, ':', 1) AS family, max(seq) AS seq
-FROM events GROUP BY 1, 2"""
+FROM events WHERE at > now() - make_interval(secs => $1) GROUP BY 1, 2"""
 
 IDENTITY = "SELECT identity::text || ':' || current_database() FROM deployment"
 
 
-async def last_changes(pool: asyncpg.Pool) -> list[tuple[int, str, int]]:
-    return [tuple(row) for row in await pool.fetch(LAST_CHANGES)]
+async def last_changes(pool: asyncpg.Pool, within_seconds: float) -> list[tuple[int, str, int]]:
+    return [tuple(row) for row in await pool.fetch(LAST_CHANGES, within_seconds)]
 
 
 async def database_identity(pool: asyncpg.Pool) -> str:
