@@ -179,7 +179,9 @@ async def test_hot_query_does_not_scan_a_big_table(busy_db, name):
         assert await conn.fetchval("SELECT count(*) FROM orders") >= 200_000
         big = {r["relname"] for r in await conn.fetch(
             "SELECT relname FROM pg_class WHERE relkind = 'r' AND reltuples >= $1", BIG)}
-        assert {"orders", "order_items", "tickets", "reservations", "events"} <= big
+        # The event log's months are its big tables (a scan names the month it reads).
+        assert {"orders", "order_items", "tickets", "reservations"} <= big
+        assert any(name.startswith("events_") for name in big)
         sql, args = hot_queries(rid)[name]
         plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
         root = json.loads(plan)[0]["Plan"]
