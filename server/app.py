@@ -36,6 +36,7 @@ from handlers import (
     restaurants,
     staff,
     waitlist,
+    webhooks,
     ws,
 )
 from server.alerts import watching
@@ -67,6 +68,7 @@ from server.querylog import QueryLog
 from server.ratelimit import RateLimits, rate_limiting, rate_limits
 from server.realtime.hub import Hub
 from server.realtime.presence import presence
+from server.webhooks import delivering_webhooks
 from store import restaurants as restaurant_store
 from store.migrate import apply_migrations
 from store.pool import create_pool
@@ -76,7 +78,7 @@ log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, alerts, floor, menu, waitlist,
                  reservations, orders, kitchen, dashboard, reports, ops, docs, ws, event_feed, pages,
-                 pairing)
+                 pairing, webhooks)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -190,6 +192,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(housekeeping)
     app.cleanup_ctx.append(presence)
     app.cleanup_ctx.append(watching(alert_figures))
+    app.cleanup_ctx.append(delivering_webhooks)  # after the hub: commits wake it
     setup_metrics(app, config)  # after the hub's cleanup context: it hooks into the hub
     app.on_shutdown.append(say_goodbye)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),

@@ -56,7 +56,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     metrics: bool = True
     metrics_token: str | None = None
     housekeeping_seconds: float = 600.0
+    webhook_poll_seconds: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 10.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_give_up_hours: float = 24.0
+    webhook_concurrency: int = 16
+    webhook_allow_private: bool = False
     rollup_seconds: float = 300.0
+    order_retention_days: int = 0
     access_log: bool = False
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -107,7 +115,17 @@ HELP: dict[str, str] = {
     "metrics_token": "bearer token /metrics requires (best set in the environment); unset: "
                      "/metrics answers loopback clients only",
     "housekeeping_seconds": "how often old idempotency keys and sessions are purged",
+    "webhook_poll_seconds": "how often webhook deliveries are looked for (new events also wake it)",
+    "webhook_timeout_seconds": "longest a webhook receiver may take to answer one delivery",
+    "webhook_retry_base_seconds": "first webhook retry delay; doubles per failure, with jitter",
+    "webhook_retry_max_seconds": "longest delay between two attempts of one webhook delivery",
+    "webhook_give_up_hours": "a webhook delivery failing this long after its first try is given up",
+    "webhook_concurrency": "webhook endpoints each process delivers to at once",
+    "webhook_allow_private": "let webhooks reach loopback, private and link-local addresses "
+                             "(for tests and closed networks only)",
     "rollup_seconds": "how often the daily report rollups are brought up to date",
+    "order_retention_days": "delete closed orders this many days old once their day is in the "
+                            "report rollups (0: keep them forever)",
     "access_log": "write an access log line per request",
     "log_level": "logging level",
     "log_format": "json, text, or auto (text on a terminal, JSON lines otherwise)",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from server.querylog import QueryLog
     from server.ratelimit import RateLimits
     from server.realtime.hub import Hub
+    from server.webhooks import WebhookWorker
 
 
 class OpenApi(msgspec.Struct, frozen=True):
@@ -34,6 +35,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 RATE_LIMITS: web.AppKey[RateLimits] = web.AppKey("rate_limits")
+WEBHOOKS: web.AppKey[WebhookWorker] = web.AppKey("webhooks")
 DEMO_PASSWORD = web.AppKey("demo_password", str)  # set only when this start seeded the demo
 
 REQUEST_ID = web.RequestKey("request_id", str)

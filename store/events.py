@@ -21,6 +21,26 @@ import msgspec
 
 NOTIFY_CHANNEL = "serveline_events"
 
+# Every event name the service emits (docs/protocol.md gives each one's channel and data):
+# what a webhook may subscribe to. A new event is added here too (tests/test_webhooks.py
+# checks the names written in store/ against this list).
+NAMES = frozenset({
+    "restaurant.created", "restaurant.updated",
+    "staff.logged_in", "staff.logged_out", "staff.added", "staff.role_changed", "staff.removed",
+    "device.registered", "device.revoked", "device.updated", "device.dark", "device.lagging",
+    "device.back",
+    "api_key.created", "api_key.revoked",
+    "webhook.created", "webhook.updated", "webhook.deleted", "webhook.secret_rotated",
+    "alert.raised", "alert.cleared",
+    "area.created", "table.created", "table.updated", "table.status",
+    "waitlist.added", "waitlist.updated", "reservation.created", "reservation.updated",
+    "menu.category_created", "menu.item_created", "menu.item_updated", "menu.item_availability",
+    "order.created", "order.items_added", "order.fired", "order.closed", "order.ready",
+    "order.moved",
+    "item.voided", "item.served", "item.ready",
+    "ticket.fired", "ticket.started", "ticket.bumped", "ticket.recalled",
+})
+
 # Writers of one restaurant queue for its counter on an advisory lock first: a lock's queue is
 # served one waiter at a time, where dozens waiting on the counter row itself all wake at each
 # commit to fight over it again (PostgreSQL's CPU per write tripled at 64 writers).

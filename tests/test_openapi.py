@@ -1,6 +1,7 @@
 """The OpenAPI document is the contract: valid, complete, and what the server really answers."""
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,6 +114,13 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     ids["key_id"] = key["api_key"]["id"]
     await call("GET", R + "/api-keys", owner, ids=ids)
     await call("DELETE", R + "/api-keys/{key_id}", owner, ids=ids)
+    hook = await call("POST", R + "/webhooks", owner, 201, ids=ids,
+                      json={"url": "https://hooks.example.com/serveline", "events": ["*"]})
+    ids["webhook_id"] = hook["webhook"]["id"]
+    await call("GET", R + "/webhooks", owner, ids=ids)
+    await call("GET", R + "/webhooks/{webhook_id}", owner, ids=ids)
+    await call("PATCH", R + "/webhooks/{webhook_id}", owner, ids=ids, json={"description": "books"})
+    await call("POST", R + "/webhooks/{webhook_id}/rotate-secret", owner, ids=ids)
 
     area = await call("POST", R + "/areas", owner, 201, ids=ids, json={"name": "Bar"})
     await call("GET", R + "/areas", host, ids=ids)
@@ -205,6 +213,15 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("GET", R + "/reports/daily", owner, ids=ids, params={"from": "2026-03-07", "to": "2026-03-09"})
     await call("GET", R + "/reports/hourly", owner, ids=ids, params={"date": "2026-03-08"})
     await call("POST", R + "/orders", server, 422, ids=ids, json={"items": [{"menu_item_id": 10**9}]})
+    for _ in range(100):  # the webhook's deliveries are queued within a poll
+        sent = await call("GET", R + "/webhooks/{webhook_id}/deliveries", owner, ids=ids,
+                          params={"limit": "2"})
+        if sent["items"]:
+            break
+        await asyncio.sleep(0.1)
+    await call("POST", R + "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", owner, 202,
+               ids={**ids, "delivery_id": sent["items"][0]["id"]})
+    await call("DELETE", R + "/webhooks/{webhook_id}", owner, 204, ids=ids)
     await call("POST", "/api/v1/auth/logout", bearer(login["token"]), 204)
     sock = await client.ws_connect(R.format(rid=rid) + "/ws", headers=owner)  # 101, then the protocol
     assert (await sock.receive_json())["type"] == "welcome"

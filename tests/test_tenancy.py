@@ -83,6 +83,14 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/restaurants/{rid}/api-keys"): MANAGERS,
     ("POST", "/api/v1/restaurants/{rid}/api-keys"): MANAGERS,
     ("DELETE", "/api/v1/restaurants/{rid}/api-keys/{key_id}"): MANAGERS,
+    ("GET", R + "/webhooks"): MANAGERS,
+    ("POST", R + "/webhooks"): MANAGERS,
+    ("GET", R + "/webhooks/{webhook_id}"): MANAGERS,
+    ("PATCH", R + "/webhooks/{webhook_id}"): MANAGERS,
+    ("DELETE", R + "/webhooks/{webhook_id}"): MANAGERS,
+    ("POST", R + "/webhooks/{webhook_id}/rotate-secret"): MANAGERS,
+    ("GET", R + "/webhooks/{webhook_id}/deliveries"): MANAGERS,
+    ("POST", R + "/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"): MANAGERS,
 }
 
 
@@ -108,8 +116,8 @@ def test_every_restaurant_route_is_in_the_matrix():
 def concrete(path: str, rid: int) -> str:
     # Ids of things that do not exist: access is decided before the resource is looked up.
     path = path.replace("{rid}", str(rid))
-    for name in ("user_id", "device_id", "key_id", "table_id", "party_id", "reservation_id",
-                 "item_id", "order_id", "ticket_id"):
+    for name in ("user_id", "device_id", "key_id", "webhook_id", "delivery_id", "table_id",
+                 "party_id", "reservation_id", "item_id", "order_id", "ticket_id"):
         path = path.replace("{" + name + "}", "999999")
     return path + ("?size=2&date=2030-01-01" if path.endswith(("/estimate", "/availability")) else "")
 
@@ -165,7 +173,8 @@ def key_scope(method: str, path: str) -> str | None:
     """The scope an API key needs for a route (None: keys never reach it), as docs/api.md says."""
     if path.endswith("/ws") or path.endswith("/events"):
         return "events"
-    if any(part in path for part in ("/staff", "/devices", "/api-keys", "/ops")) or path == R:
+    if any(part in path for part in ("/staff", "/devices", "/api-keys", "/webhooks", "/ops")) \
+            or path == R:
         return "read" if (method, path) == ("GET", R) else None
     return "read" if method == "GET" else "write"
 
