@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 from server.auth import MANAGERS, requires
 from server.errors import ApiError
 from server.http import json_response, query_date, seq_headers
-from server.keys import POOL, RESTAURANT_ID
+from server.keys import CONFIG, POOL, RESTAURANT_ID
 from server.openapi import Query, documented
 from store import reports
 
@@ -64,7 +64,8 @@ async def daily(request: web.Request) -> web.Response:
     tickets, waitlist quoted vs actual wait, reservations and no-shows; CSV (one row a day,
     the day-level figures) with `Accept: text/csv`. Read from the daily rollups."""
     first, last = _span(request)
-    report, seq = await reports.daily(request.app[POOL], request[RESTAURANT_ID], first, last)
+    report, seq = await reports.daily(request.app[POOL], request[RESTAURANT_ID], first, last,
+                                      request.app[CONFIG].order_retention_days)
     return _answer(request, report, seq, report.days, CSV_COLUMNS,
                    f"daily-{first.isoformat()}-{last.isoformat()}.csv")
 

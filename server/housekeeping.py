@@ -1,5 +1,6 @@
 """Background upkeep: forget idempotent answers after 24 h and long-dead sessions, make the
-event log's months ahead and drop those past retention; keep the daily report rollups current."""
+event log's months ahead and drop those past retention, delete closed orders past theirs
+(when set); keep the daily report rollups current."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ from typing import AsyncIterator, Callable
 from aiohttp import web
 
 from server.keys import CONFIG, POOL
-from store import alerts, credentials, idempotency, partitions, reports
+from store import alerts, credentials, idempotency, order_retention, partitions, reports
 
 log = logging.getLogger("serveline.housekeeping")
 ALERTS_KEPT = timedelta(days=30)  # cleared alerts stay listed this long
@@ -23,6 +24,10 @@ async def tidy(app: web.Application) -> None:
     made = await partitions.make_ahead(app[POOL])
     dropped = await partitions.drop_past(app[POOL], app[CONFIG].event_retention_hours)
     await alerts.purge(app[POOL], ALERTS_KEPT)
+    orders = await order_retention.drop_closed_orders(app[POOL], app[CONFIG].order_retention_days)
+    if orders:
+        log.info("deleted %d closed orders past the orders' retention (their days are rolled up)",
+                 orders)
     if removed_keys or removed_sessions:
         log.info("purged %d idempotency keys, %d old sessions", removed_keys, removed_sessions)
     if made or dropped:
@@ -31,7 +36,7 @@ async def tidy(app: web.Application) -> None:
 
 
 async def roll_up(app: web.Application) -> None:
-    days = await reports.roll_up(app[POOL])
+    days = await reports.roll_up(app[POOL], app[CONFIG].order_retention_days)
     if days:
         log.debug("rolled up %d restaurant days", days)
 

@@ -241,7 +241,8 @@ ON CONFLICT (restaurant_id, day) DO UPDATE
 
 # The days from $2 to $3 whose rollup is missing or may have moved on since it was made:
 # today and yesterday while the restaurant's seq moves, and a past day whose reservations
-# changed since (a no-show marked the morning after).
+# changed since (a no-show marked the morning after). A rolled-up day older than the orders'
+# retention ($4 days; 0: kept forever) is final: its orders may be gone.
 STALE = """
 WITH r AS (
     SELECT seq, timezone, (now() AT TIME ZONE timezone)::date AS today FROM restaurants WHERE id = $1
@@ -250,7 +251,8 @@ SELECT coalesce(array_agg(d.day ORDER BY d.day), '{}') FROM r
 CROSS JOIN LATERAL (SELECT g::date AS day
                     FROM generate_series($2::date::timestamp, $3::date::timestamp, '1 day') g) d
 LEFT JOIN daily_rollups u ON u.restaurant_id = $1 AND u.day = d.day
-WHERE u.day IS NULL OR (u.through_seq < r.seq AND (d.day >= r.today - 1 OR EXISTS (
+WHERE u.day IS NULL OR (u.through_seq < r.seq AND ($4 = 0 OR d.day > r.today - $4)
+                        AND (d.day >= r.today - 1 OR EXISTS (
     SELECT 1 FROM reservations v WHERE v.restaurant_id = $1
       AND v.starts_at >= d.day::timestamp AT TIME ZONE r.timezone
       AND v.starts_at < (d.day + 1)::timestamp AT TIME ZONE r.timezone
@@ -306,30 +308,34 @@ _hourly = msgspec.json.Decoder(Hourly)
 CHUNK = 31  # days a background round rolls up per restaurant, so a long history comes in steps
 
 
-async def refresh(conn: asyncpg.Connection, rid: int, first: date, last: date) -> int:
-    """Roll up the days from `first` to `last` that are missing or may be stale; how many."""
-    stale = await conn.fetchval(STALE, rid, first, last)
+async def refresh(conn: asyncpg.Connection, rid: int, first: date, last: date,
+                  kept_days: int = 0) -> int:
+    """Roll up the days from `first` to `last` that are missing or may be stale; how many.
+    `kept_days`: the orders' retention (0: forever); older rolled-up days are final."""
+    stale = await conn.fetchval(STALE, rid, first, last, kept_days)
     if stale:
         await conn.execute(REFRESH, rid, stale)
     return len(stale)
 
 
-async def daily(pool: asyncpg.Pool, rid: int, first: date, last: date) -> tuple[Daily, int]:
+async def daily(pool: asyncpg.Pool, rid: int, first: date, last: date,
+                kept_days: int = 0) -> tuple[Daily, int]:
     """Each local day from `first` to `last`, and the seq the numbers reflect. The days come
     from the rollups, made fresh first where they are missing or may be stale."""
     async with pool.acquire() as conn:
-        await refresh(conn, rid, first, last)
+        await refresh(conn, rid, first, last, kept_days)
         row = await conn.fetchrow(READ, rid, first, last)
     return _daily.decode(row["report"]), row["through_seq"]
 
 
-async def roll_up(pool: asyncpg.Pool) -> int:
+async def roll_up(pool: asyncpg.Pool, kept_days: int = 0) -> int:
     """A background round: every restaurant's recent days, and a month more of any history
     not yet rolled up (oldest first). How many days were rolled up."""
     done = 0
     async with pool.acquire() as conn:
         for row in await conn.fetch(BACKLOG):
-            done += await refresh(conn, row["id"], row["today"] - timedelta(days=1), row["today"])
+            done += await refresh(conn, row["id"], row["today"] - timedelta(days=1), row["today"],
+                                  kept_days)
             missing = await conn.fetchval(MISSING, row["id"], row["first"], row["today"])
             if missing:
                 await conn.execute(REFRESH, row["id"], missing[:CHUNK])

@@ -261,3 +261,42 @@ async def test_a_background_round_rolls_up_history_a_month_at_a_time(db, rid, cl
     await reports.roll_up(client.app[POOL])
     assert await db.fetchval("SELECT count(*) FROM daily_rollups WHERE restaurant_id = $1",
                              rid) >= 41
+
+
+async def test_closed_orders_past_retention_go_once_rolled_up_and_the_report_keeps_them(
+        client, db, rid, base, server, tokens, menu):
+    from server.keys import POOL
+    from store import order_retention, reports
+    manager = bearer(await tokens("manager"))
+    placed = []
+    for _ in range(3):
+        order = await ok(await client.post(base + "/orders", headers=server, json={
+            "items": [{"menu_item_id": menu["Burger"]["id"]}]}), 201)
+        placed.append(order)
+    for order in placed[:2]:  # two closed 40 days ago; the third stays open
+        await ok(await client.post(base + f"/orders/{order['id']}/close", headers=server, json={
+            "payment": {"method": "card", "amount_minor": order["total_minor"]}}))
+    await db.execute("UPDATE orders SET created_at = now() - interval '40 days', closed_at = now() "
+                     "- interval '40 days' WHERE restaurant_id = $1 AND status = 'closed'", rid)
+    old_day = await db.fetchval("SELECT (now() - interval '40 days') AT TIME ZONE timezone "
+                                "FROM restaurants WHERE id = $1", rid)
+    pool = client.app[POOL]
+    # Not yet rolled up: nothing goes.
+    await db.execute("DELETE FROM daily_rollups")
+    assert await order_retention.drop_closed_orders(pool, 30) == 0
+    url = base + f"/reports/daily?from={old_day.date()}&to={old_day.date()}"
+    before = await ok(await client.get(url, headers=manager))
+    assert before["days"][0]["orders"] == 2
+    assert await order_retention.drop_closed_orders(pool, 30) == 2
+    left = await db.fetch("SELECT id, status FROM orders WHERE restaurant_id = $1", rid)
+    assert [(r["id"], r["status"]) for r in left] == [(placed[2]["id"], "open")]
+    assert await db.fetchval("SELECT count(*) FROM order_items WHERE restaurant_id = $1 AND "
+                             "order_id <> $2", rid, placed[2]["id"]) == 0
+    assert await db.fetchval("SELECT count(*) FROM tickets WHERE restaurant_id = $1 AND "
+                             "order_id <> $2", rid, placed[2]["id"]) == 0
+    # The day is final: a later write does not recompute it from the orders that are left.
+    await ok(await client.post(base + "/orders", headers=server, json={
+        "items": [{"menu_item_id": menu["Burger"]["id"]}]}), 201)
+    async with pool.acquire() as conn:
+        assert await reports.refresh(conn, rid, old_day.date(), old_day.date(), 30) == 0
+    assert await ok(await client.get(url, headers=manager)) == before
