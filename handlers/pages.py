@@ -1,17 +1,21 @@
-"""Server-rendered screens: sign-in, kitchen display, host stand, manager (live through the socket)."""
+"""Server-rendered screens: sign-in, kitchen display, host stand, manager (live through the socket),
+and the reports of a span of days."""
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from handlers.auth import sign_in
+from handlers.reports import CSV_COLUMNS, _csv
 from server.auth import (
     HOSTS,
     KITCHEN,
@@ -22,6 +26,7 @@ from server.auth import (
     public,
 )
 from server.errors import ApiError, forbidden, not_found
+from server.http import query_date, seq_headers
 from server.identity import identify
 from server.keys import CONFIG, POOL
 from store import (
@@ -30,6 +35,7 @@ from store import (
     floor,
     kitchen,
     menu,
+    reports,
     reservations,
     restaurants,
     waitlist,
@@ -39,6 +45,8 @@ from store.credentials import Principal
 routes = web.RouteTableDef()
 CSRF_COOKIE = "serveline_csrf"
 WHOLE_LIST = 200  # a screen shows everything open, not a page of it
+REPORT_DAYS = 14  # the reports screen's span when none is asked for: the last two weeks
+MOST_REPORT_DAYS = 92  # a column a day stays readable up to a quarter
 
 
 def _csrf(request: web.Request) -> str:
@@ -62,7 +70,8 @@ async def _screen_principal(request: web.Request, slug: str,
     rid = await restaurants.id_of(request.app[POOL], slug)
     role = principal.roles.get(rid) if principal and rid else None
     if principal is None:
-        raise web.HTTPSeeOther(f"/login?next={request.path_qs}")
+        # `&` quoted, so every parameter of the screen's query comes back after signing in.
+        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/?=')}")
     if role is None:
         raise not_found("no such restaurant, or it is not yours")
     if role not in roles:
@@ -172,3 +181,126 @@ async def manager_screen(request: web.Request) -> dict[str, Any]:
             "stations": sorted({item["station"] for c in carte["categories"] for item in c["items"]}),
             "devices": msgspec.json.decode(screens.items), "hourly": hourly,
             "chart_hours": hourly["hours"][first:last + 1], "settings": restaurant.settings}
+
+
+def _report_span(request: web.Request, today: date) -> tuple[date, date]:
+    """`from` and `to` of the query; either left out, a span of REPORT_DAYS ending today (or
+    starting at `from`). 400 for a malformed date, a span backwards or over MOST_REPORT_DAYS."""
+    first, last = query_date(request, "from"), query_date(request, "to")
+    if last is None:
+        last = first + timedelta(days=REPORT_DAYS - 1) if first else today
+    if first is None:
+        first = last - timedelta(days=REPORT_DAYS - 1)
+    if last < first or (last - first).days >= MOST_REPORT_DAYS:
+        raise ApiError(400, "invalid_query",
+                       f"to must be on or after from, and the span at most {MOST_REPORT_DAYS} days",
+                       [{"path": "query.to", "message": "out of range"}])
+    return first, last
+
+
+def _across_days(rows: list[Any], key: str, count: str, means: tuple[str, ...] = (),
+                 sums: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of the same `key` over the days: `count` and `sums` added up, each of `means` (a
+    day's average or percentile) averaged weighted by that day's `count`."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        into = merged.setdefault(getattr(row, key), {
+            **msgspec.structs.asdict(row), count: 0, **{name: 0 for name in (*means, *sums)}})
+        into[count] += getattr(row, count)
+        for name in sums:
+            into[name] += getattr(row, name)
+        for name in means:
+            into[name] += getattr(row, name) * getattr(row, count)
+    for into in merged.values():
+        for name in means:
+            into[name] = into[name] / into[count] if into[count] else 0.0
+    return list(merged.values())
+
+
+def _weighted(days: list[reports.Day], name: str, count: str) -> float:
+    """A daily average or percentile over the days, each day weighted by its `count`."""
+    n = sum(getattr(d, count) for d in days)
+    return sum(getattr(d, name) * getattr(d, count) for d in days) / n if n else 0.0
+
+
+def _span_totals(days: list[reports.Day]) -> dict[str, Any]:
+    """The span's figures from its days: counts added up, averages weighted by what they
+    counted (exact), ticket percentiles as ticket-weighted means of the daily ones (not exact)."""
+    total: dict[str, Any] = {name: sum(getattr(d, name) for d in days) for name in (
+        "orders", "covers", "gross_minor", "void_minor", "turns", "tickets", "late_tickets",
+        "waitlist_seated", "waited_past_quote", "reservations", "no_shows")}
+    orders, booked = total["orders"], total["reservations"]
+    return total | {
+        "average_check_minor": int(total["gross_minor"] / orders + 0.5) if orders else 0,
+        "no_show_rate": total["no_shows"] / booked if booked else 0.0,
+        "average_turn_minutes": _weighted(days, "average_turn_minutes", "turns"),
+        "ticket_p50_seconds": _weighted(days, "ticket_p50_seconds", "tickets"),
+        "ticket_p90_seconds": _weighted(days, "ticket_p90_seconds", "tickets"),
+        "quoted_minutes": _weighted(days, "quoted_minutes", "waitlist_seated"),
+        "waited_minutes": _weighted(days, "waited_minutes", "waitlist_seated"),
+        "by_category": sorted(_across_days([c for d in days for c in d.by_category], "category",
+                                           "gross_minor"),
+                              key=lambda c: (-c["gross_minor"], c["category"])),
+        "by_station": sorted(_across_days([s for d in days for s in d.by_station], "station",
+                                          "tickets", ("p50_seconds", "p90_seconds"), ("late",)),
+                             key=lambda s: s["station"]),
+        "by_party_size": sorted(_across_days([p for d in days for p in d.by_party_size],
+                                             "party_size", "stays", ("average_minutes",)),
+                                key=lambda p: p["party_size"]),
+        "by_table": sorted(_across_days([t for d in days for t in d.by_table], "table_id",
+                                        "turns", ("average_minutes",)),
+                           key=lambda t: (_label_order(t["label"]), t["table_id"]))}
+
+
+def _label_order(label: str) -> list[Any]:
+    """Table labels in the order a host counts them: D2 before D10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
+
+
+def _chart_top(value: float, least: int = 4) -> int:
+    """A round top for a chart's scale, at least `value`, whose half is round too: 4, 6, 8,
+    10, 20, 40, 60, 80, 100, 200 …"""
+    scale = 1
+    while True:
+        for top in (2 * scale, 4 * scale, 6 * scale, 8 * scale, 10 * scale):
+            if top >= max(value, least):
+                return top
+        scale *= 10
+
+
+async def _report(request: web.Request) -> tuple[Principal, restaurants.Restaurant, date,
+                                                  date, date, reports.Daily, int]:
+    """The signed-in manager, the restaurant, today there, the span asked for and its report."""
+    principal, rid, _ = await _screen_principal(request, request.match_info["slug"], MANAGERS)
+    pool = request.app[POOL]
+    restaurant = await restaurants.get(pool, rid)
+    today = datetime.now(ZoneInfo(restaurant.timezone)).date()
+    first, last = _report_span(request, today)
+    report, seq = await reports.daily(pool, rid, first, last)
+    return principal, restaurant, today, first, last, report, seq
+
+
+@routes.get("/r/{slug}/reports")
+@public
+@aiohttp_jinja2.template("reports.html")
+async def reports_screen(request: web.Request) -> dict[str, Any]:
+    """A span of the restaurant's days (the last two weeks unless asked): its totals, a chart
+    column a day, and sales by category, ticket times by station and turns over the span."""
+    principal, restaurant, today, first, last, report, seq = await _report(request)
+    span = f"from={first.isoformat()}&to={last.isoformat()}"
+    return {"restaurant": restaurant, "seq": seq, "epoch": restaurant.epoch, "user": principal.name,
+            "report": report, "days": report.days, "total": _span_totals(report.days),
+            "first": first, "last": last, "today": today, "settings": restaurant.settings,
+            "csv_url": f"/r/{restaurant.slug}/reports.csv?{span}", "chart_top": _chart_top}
+
+
+@routes.get("/r/{slug}/reports.csv")
+@public
+async def reports_csv(request: web.Request) -> web.Response:
+    """The reports screen's span as the API's CSV (one row a day), for a plain download link:
+    a link cannot send `Accept: text/csv` to the API."""
+    _, _, _, first, last, report, seq = await _report(request)
+    name = f"daily-{first.isoformat()}-{last.isoformat()}.csv"
+    headers = {**seq_headers(seq), hdrs.CONTENT_DISPOSITION: f'attachment; filename="{name}"'}
+    return web.Response(body=_csv(report.days, CSV_COLUMNS), content_type="text/csv",
+                        charset="utf-8", headers=headers)
