@@ -28,7 +28,8 @@ def _span(request: web.Request) -> tuple[date, date]:
     assert first is not None and last is not None
     if last < first or (last - first).days >= reports.MOST_DAYS:
         raise ApiError(400, "invalid_query",
-                       f"to must be on or after from, and at most {reports.MOST_DAYS} days later",
+                       f"to must be on or after from, and the span at most {reports.MOST_DAYS} days "
+                       "(both ends counted)",
                        [{"path": "query.to", "message": "out of range"}])
     return first, last
 
@@ -57,7 +58,7 @@ def _answer(request: web.Request, report: reports.Daily | reports.Hourly, seq: i
 @requires(MANAGERS, scope="read")
 @documented(returns=reports.Daily,
             query=(Query("from", date, description="the first local day (YYYY-MM-DD)"),
-                   Query("to", date, description="the last local day, at most 366 days on")))
+                   Query("to", date, description="the last local day; the span is at most 366 days")))
 async def daily(request: web.Request) -> web.Response:
     """Each of the restaurant's days: orders, covers, sales (by category) and voids, average
     check, table turns (per table and per party size), ticket times per station and late
