@@ -26,6 +26,10 @@ from store.migrate import apply_migrations
 from store.seed import ROLES
 
 log = logging.getLogger("serveline")
+# Connections the kernel queues before they are accepted (aiohttp's default is 128). After a
+# restart every screen reconnects at once; past the queue a connect is dropped and retried by
+# TCP a second later (docs/reliability.md). Linux caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 
 
 def banner(config: Config, demo_password: str | None) -> str:
@@ -51,7 +55,7 @@ def serve(config: Config, quiet: bool = False) -> None:
     web.run_app(app, host=config.host, port=config.port, reuse_port=config.reuse_port or None,
                 access_log=logging.getLogger("serveline.access") if config.access_log else None,
                 access_log_class=AccessLog,
-                loop=uvloop.new_event_loop(), shutdown_timeout=10,
+                loop=uvloop.new_event_loop(), shutdown_timeout=10, backlog=LISTEN_BACKLOG,
                 print=None if quiet else
                 lambda _: print(banner(config, app.get(DEMO_PASSWORD)), flush=True))
 

@@ -14,6 +14,7 @@ from server.errors import ApiError, unauthorized
 from server.http import decode, json_response
 from server.keys import CONFIG, LOGIN_THROTTLE, PASSWORDS, POOL, PRINCIPAL
 from server.openapi import documented
+from server.security import cookie_secure
 from store import credentials
 
 routes = web.RouteTableDef()
@@ -66,7 +67,8 @@ async def sign_in(request: web.Request, email: str, password: str) -> web.Respon
         raise ApiError(429, "rate_limited", "too many failed sign-ins; try again later",
                        headers={"Retry-After": str(math.ceil(wait))})
     await asyncio.sleep(await throttle.delay_for(email))
-    user = await credentials.user_by_email(request.app[POOL], email)
+    # No stored email holds NUL (PostgreSQL text cannot): such an email is simply unknown.
+    user = await credentials.user_by_email(request.app[POOL], email) if "\x00" not in email else None
     if not await passwords.verify(user["password_hash"] if user else None, password):
         await throttle.failed(email, address)
         raise unauthorized("wrong email or password")
@@ -83,7 +85,7 @@ async def sign_in(request: web.Request, email: str, password: str) -> web.Respon
         user=UserOut(id=user["id"], email=user["email"], name=user["name"]),
         restaurants=msgspec.convert(session["restaurants"], list[RestaurantRole])))
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
-                        secure=config.cookie_secure, max_age=int(ttl.total_seconds()))
+                        secure=cookie_secure(request), max_age=int(ttl.total_seconds()))
     return response
 
 

@@ -28,7 +28,8 @@ from server.auth import (
 from server.errors import ApiError, forbidden, not_found
 from server.http import query_date, seq_headers
 from server.identity import identify
-from server.keys import CONFIG, POOL
+from server.keys import POOL
+from server.security import cookie_secure
 from store import (
     dashboard,
     devices,
@@ -86,16 +87,20 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     token = _csrf(request)
     response = aiohttp_jinja2.render_template("login.html", request, {
         "csrf": token, "next": request.query.get("next", ""), "error": None})
-    return _with_csrf(response, token, request.app[CONFIG].cookie_secure)
+    return _with_csrf(response, token, cookie_secure(request))
 
 
 @routes.post("/login")
 @public
 async def login_form(request: web.Request) -> web.StreamResponse:
     """Check the form's CSRF token, then sign in through the JSON API's own path."""
-    form = await request.post()
-    token = request.cookies.get(CSRF_COOKIE, "")
-    if not token or not hmac.compare_digest(token, str(form.get("csrf", ""))):
+    try:
+        form = await request.post()
+    except ValueError:  # a form body that is not UTF-8
+        raise ApiError(400, "bad_request", "the form is not UTF-8") from None
+    token = request.cookies.get(CSRF_COOKIE, "").encode(errors="surrogateescape")
+    given = str(form.get("csrf", "")).encode(errors="surrogateescape")  # bytes: any text compares
+    if not token or not hmac.compare_digest(token, given):
         raise ApiError(403, "forbidden", "the form expired; reload the sign-in page")
     next_path = str(form.get("next", ""))
     try:
@@ -254,7 +259,7 @@ def _span_totals(days: list[reports.Day]) -> dict[str, Any]:
 
 def _label_order(label: str) -> list[Any]:
     """Table labels in the order a host counts them: D2 before D10."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
+    return [int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", label)]
 
 
 def _chart_top(value: float, least: int = 4) -> int:

@@ -10,8 +10,9 @@ from aiohttp import web
 from server.auth import MANAGERS, SESSION_COOKIE, public, requires
 from server.errors import ApiError
 from server.http import decode, json_response, written
-from server.keys import CONFIG, POOL, PRINCIPAL, RESTAURANT_ID
+from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from server.openapi import documented
+from server.security import cookie_secure
 from store import pairing, restaurants
 
 routes = web.RouteTableDef()
@@ -42,7 +43,7 @@ async def pair_page(request: web.Request) -> web.StreamResponse:
     response = _waiting_page(request, code, expires_at)
     response.set_cookie(PAIRING_COOKIE, secret, httponly=True, samesite="Strict", path="/pair",
                         max_age=int(pairing.LIFETIME.total_seconds()),
-                        secure=request.app[CONFIG].cookie_secure)
+                        secure=cookie_secure(request))
     return response
 
 
@@ -64,7 +65,7 @@ async def collect(request: web.Request) -> web.Response:
     if token:
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
                             max_age=int(DEVICE_COOKIE_AGE.total_seconds()),
-                            secure=request.app[CONFIG].cookie_secure)
+                            secure=cookie_secure(request))
         response.del_cookie(PAIRING_COOKIE, path="/pair")
     return response
 

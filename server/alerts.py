@@ -14,12 +14,12 @@ import socket
 from datetime import timedelta
 from typing import AsyncIterator, Callable, NamedTuple
 
-import asyncpg
 from aiohttp import web
 
 from server.config import Config
 from server.keys import CONFIG, POOL
 from store import alerts
+from store.pool import DATABASE_ERRORS
 
 log = logging.getLogger("serveline.alerts")
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
@@ -68,7 +68,7 @@ async def _watch(app: web.Application, read_figures: Callable[[web.Application],
         await asyncio.sleep(app[CONFIG].alert_check_seconds)
         try:
             await check(app, read_figures)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.warning("alert check failed; retrying", exc_info=True)
 
 

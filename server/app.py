@@ -44,7 +44,7 @@ from server.auth import LoginThrottle, Passwords
 from server.cache import MENU, SETTINGS, ResponseCache, own_writes
 from server.config import Config
 from server.housekeeping import housekeeping
-from server.http import compress_large
+from server.http import body_limits, compress_large, unreadable_requests_in_json
 from server.idempotency import idempotent_posts
 from server.identity import Credentials
 from server.keys import (
@@ -59,19 +59,23 @@ from server.keys import (
     POOL,
     QUERY_LOG,
     RATE_LIMITS,
+    REVOCATIONS,
     OpenApi,
 )
 from server.metrics import alert_figures, record_requests, setup_metrics
 from server.middlewares import authenticate, errors, request_id
 from server.openapi import build_spec
+from server.proxy import from_proxy
 from server.querylog import QueryLog
 from server.ratelimit import RateLimits, rate_limiting, rate_limits
 from server.realtime.hub import Hub
 from server.realtime.presence import presence
+from server.realtime.revocation import Revocations
+from server.security import allowed_origins, cors_preflight, security_headers
 from server.webhooks import delivering_webhooks
 from store import restaurants as restaurant_store
 from store.migrate import apply_migrations
-from store.pool import create_pool
+from store.pool import DATABASE_ERRORS, create_pool
 from store.seed import seed_demo_if_empty
 
 log = logging.getLogger("serveline")
@@ -118,7 +122,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         config.database_url, min_size=config.pool_min, max_size=config.pool_max,
         statement_timeout_ms=config.statement_timeout_ms,
         idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms,
-        query_logger=app[QUERY_LOG].record)
+        lock_timeout_ms=config.lock_timeout_ms, query_logger=app[QUERY_LOG].record)
     if config.seed_demo:
         password = await seed_demo(app[POOL], app[PASSWORDS], config)
         if password is not None:
@@ -134,8 +138,11 @@ async def realtime(app: web.Application) -> AsyncIterator[None]:
     app[HUB].on_commit.append(app[CREDENTIALS].changed)  # sign-outs and revocations, at once
     app[HUB].on_lost.append(app[CREDENTIALS].forget_all)
     app[HUB].on_gap.append(app[CREDENTIALS].forget_all)
+    app[REVOCATIONS] = Revocations(app)
+    app[HUB].on_commit.append(app[REVOCATIONS].changed)  # ... and their open sockets close
     await app[HUB].start()
     yield
+    await app[REVOCATIONS].stop()
     await app[HUB].stop()
 
 
@@ -147,7 +154,7 @@ async def warm_caches(app: web.Application) -> None:
         for rid in await restaurant_store.all_ids(pool):
             await cache.warm(rid, MENU, "", functools.partial(menu.menu_body, pool, rid))
             await cache.warm(rid, SETTINGS, "", functools.partial(restaurants.settings_body, pool, rid))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except DATABASE_ERRORS as error:
         log.warning("cache warming stopped (%s); reads will fill the cache", error)
 
 
@@ -173,9 +180,15 @@ async def say_goodbye(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_id, record_requests, compress_large, errors,
-                                       authenticate, rate_limits, own_writes, idempotent_posts],
+    unreadable_requests_in_json()
+    origins = allowed_origins(config.cors_origins)
+    proxied = [from_proxy] if config.behind_proxy else []  # client address and scheme first
+    app = web.Application(middlewares=[*proxied, request_id, record_requests, compress_large, errors,
+                                       cors_preflight(origins), authenticate, rate_limits,
+                                       body_limits(config.max_body_bytes, config.body_read_seconds),
+                                       own_writes, idempotent_posts],
                           client_max_size=config.max_body_bytes)
+    app.on_response_prepare.append(security_headers(origins))
     app[CONFIG] = config
     app[QUERY_LOG] = QueryLog(config.slow_query_ms, config.critical_query_ms,
                               patterns=config.query_stats)

@@ -5,6 +5,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
 
 import argon2
 from aiohttp import web
@@ -77,11 +78,22 @@ def bearer_token(request: web.Request) -> tuple[str | None, bool]:
     return (cookie or None, True) if cookie else (None, False)
 
 
+def same_origin(request: web.Request) -> bool:
+    """Whether a cookie-carrying request may be the site's own: its Origin names this host, or
+    it has none (not a browser's cross-site request: browsers send Origin on every cross-site
+    POST, PUT, PATCH, DELETE and WebSocket handshake). `Origin: null` is another site."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.host
+
+
 class Passwords:
     """argon2id hashing, run off the event loop (each hash costs tens of milliseconds)."""
 
     def __init__(self, time_cost: int, memory_kib: int) -> None:
-        self._hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        self._hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                                             type=argon2.Type.ID)
         self._dummy: str | None = None
 
     async def hash(self, password: str) -> str:

@@ -29,6 +29,7 @@ from server.auth import Handler
 from server.http import GZIP_INLINE_BYTES, GZIP_MIN_BYTES, SEQ_HEADER, wants_gzip
 from server.keys import HUB
 from store import events
+from store.pool import DATABASE_ERRORS
 
 log = logging.getLogger("serveline.cache")
 
@@ -141,7 +142,7 @@ class ResponseCache:
             try:
                 latest = await events.last_changes(self._pool, SYNC_WINDOW)
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DATABASE_ERRORS:
                 await asyncio.sleep(1.0)  # the database is still away: keep reading through
         for restaurant_id, family, seq in latest:
             self.changed(restaurant_id, seq, frozenset({family}))
@@ -263,7 +264,7 @@ async def _following_writes(request: web.Request, handler: Handler) -> web.Strea
 
 def _min_seq(request: web.Request) -> int:
     raw = request.headers.get(MIN_SEQ_HEADER, "")
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else 0
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
 
 
 def _etag(body: bytes) -> str:

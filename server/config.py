@@ -25,10 +25,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     pool_min: int = 2
     pool_max: int = 10
     statement_timeout_ms: int = 10_000
+    lock_timeout_ms: int = 5_000
     idle_in_transaction_timeout_ms: int = 30_000
     session_hours: float = 12.0
     cookie_secure: bool = False
+    behind_proxy: bool = False
+    cors_origins: str = ""
     max_body_bytes: int = 1_048_576
+    body_read_seconds: float = 15.0
     demo_password: str | None = None
     seed_demo: bool = True
     argon2_time_cost: int = 3
@@ -82,10 +86,19 @@ HELP: dict[str, str] = {
     "pool_min": "smallest number of PostgreSQL connections kept open",
     "pool_max": "largest number of PostgreSQL connections",
     "statement_timeout_ms": "longest a single SQL statement may run",
+    "lock_timeout_ms": "longest a statement may wait for a lock another holds (capped by the "
+                       "statement timeout); past it the request answers 503 with Retry-After",
     "idle_in_transaction_timeout_ms": "longest a transaction may sit idle before PostgreSQL ends it",
     "session_hours": "how long a staff login lasts",
-    "cookie_secure": "mark the session cookie Secure (set behind HTTPS)",
+    "cookie_secure": "mark cookies Secure (set behind an HTTPS proxy; requests that came over "
+                     "TLS get Secure cookies anyway)",
+    "behind_proxy": "take the client address from X-Forwarded-For (the entry the proxy "
+                    "appended: one trusted hop) and the scheme from X-Forwarded-Proto; "
+                    "set it only when clients reach this port through that proxy alone",
+    "cors_origins": "comma-separated exact origins (https://pos.example.com) whose pages may call "
+                    "the API with a bearer token (CORS; never with cookies); empty: none",
     "max_body_bytes": "largest request body accepted (larger gets 413)",
+    "body_read_seconds": "longest a request body may take to arrive (slower gets 408)",
     "demo_password": "password of the demo staff; generated and printed once if unset",
     "seed_demo": "seed the demo restaurant when the database has no restaurant",
     "argon2_time_cost": "argon2id passes per password hash",

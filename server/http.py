@@ -1,14 +1,16 @@
 """JSON in and out: msgspec decoding with clear errors, encoding once to bytes."""
 from __future__ import annotations
 
+import asyncio
 from datetime import date
-from typing import Any, Awaitable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 import msgspec
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_protocol
+from aiohttp.http_exceptions import LineTooLong
 
 from server.auth import Handler
-from server.errors import ApiError
+from server.errors import HTTP_CODES, ApiError, error_response
 from store import pages
 
 T = TypeVar("T")
@@ -62,17 +64,38 @@ def validation_details(error: msgspec.ValidationError) -> list[dict[str, str]]:
     return [{"path": path.rstrip("`") or "$", "message": message}]
 
 
+def holds_nul(body: bytes) -> bool:
+    """Whether a JSON string in `body` holds U+0000 (`\\u0000`), which PostgreSQL text cannot."""
+    at = body.find(b"\\u0000")
+    while at != -1:
+        start = at
+        while start > 0 and body[start - 1] == 0x5C:  # backslashes before it
+            start -= 1
+        if (at - start) % 2 == 0:  # the escape's own backslash is not itself escaped
+            return True
+        at = body.find(b"\\u0000", at + 1)
+    return False
+
+
 def parse_body(body: bytes, kind: type[T]) -> T:
     if not body.strip():
         raise ApiError(400, "invalid_json", "the request needs a JSON body")
     try:
-        return _decoder(kind).decode(body)
+        parsed = _decoder(kind).decode(body)
     except msgspec.ValidationError as error:
         details = validation_details(error)
         raise ApiError(422, "validation_failed", f"invalid body: {details[0]['message']}",
                        details) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    except RecursionError:  # e.g. 100,000 `[`: msgspec gives up on the depth, not the syntax
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
+    except UnicodeDecodeError:  # msgspec checks UTF-8 inside strings this way
+        raise ApiError(400, "invalid_json", "the body is not UTF-8") from None
+    if holds_nul(body):
+        raise ApiError(422, "validation_failed", "invalid body: text may not contain \\u0000",
+                       [{"path": "$", "message": "text may not contain \\u0000"}])
+    return parsed
 
 
 async def decode(request: web.Request, kind: type[T]) -> T:
@@ -83,10 +106,63 @@ async def decode(request: web.Request, kind: type[T]) -> T:
     return parse_body(await request.read(), kind)
 
 
+def body_limits(max_bytes: int, read_seconds: float) -> Callable[[web.Request, Handler],
+                                                                  Awaitable[web.StreamResponse]]:
+    """Read each request's body before its handler, within bounds: a declared length over
+    `max_bytes` is refused (413) before a byte is read, and a body that has not fully arrived
+    after `read_seconds` (a client trickling it) is refused (408) instead of holding the
+    handler forever. aiohttp itself bounds the size as it reads, but never the time."""
+    async def read_then_handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise ApiError(413, "payload_too_large",
+                           f"the request body is larger than this server accepts ({max_bytes} bytes)")
+        try:
+            async with asyncio.timeout(read_seconds):
+                await request.read()  # kept by aiohttp: the handler's read() gets these bytes
+        except TimeoutError:
+            raise ApiError(408, "request_timeout",
+                           f"the request body did not arrive within {read_seconds:g} s") from None
+        return await handler(request)
+
+    @web.middleware
+    def bounded_body(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if not request.body_exists or request.content_type.startswith("multipart/"):
+            return handler(request)
+        return read_then_handle(request, handler)
+    return bounded_body
+
+
+def unreadable_requests_in_json() -> None:
+    """A request aiohttp cannot parse (a header or URL over 8190 bytes, over 128 headers, a
+    control byte in a header, raw non-ASCII in the URL) never reaches the app: aiohttp answers it
+    itself, in text, and closes the connection. Make that answer the one JSON error shape too.
+    aiohttp offers no hook for it, so its handler's error page is wrapped (once per process)."""
+    original = getattr(web_protocol.RequestHandler, "handle_error", None)
+    if original is None or getattr(original, "in_json", False):
+        return  # wrapped already (or an aiohttp without it: its text answers stay)
+
+    def handle_error(self: web_protocol.RequestHandler, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
+        original(self, request, status, exc, message)  # logs, and refuses an answer already begun
+        if status >= 500:
+            text = "something went wrong on our side"
+        elif isinstance(exc, LineTooLong):
+            text = "the request line or a header is too long (over 8190 bytes)"
+        else:
+            first = ((message or "").strip().splitlines() or ["malformed"])[0].rstrip(": ")
+            text = f"the request is not valid HTTP: {first}"
+        response = error_response(status, HTTP_CODES.get(status, "bad_request"), text)
+        response.force_close()
+        return response
+
+    handle_error.in_json = True  # type: ignore[attr-defined]
+    web_protocol.RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+
+
 def path_id(request: web.Request, name: str) -> int:
     """An integer id from the path; anything else is simply not found."""
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # not "²" or "١"
         raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
     return int(raw)
 
@@ -111,7 +187,8 @@ def query_int(request: web.Request, name: str, *, default: int | None = None, lo
             raise ApiError(400, "invalid_query", f"{name} is required",
                            [{"path": f"query.{name}", "message": "required"}])
         return default
-    if not raw.lstrip("-").isdigit() or len(raw) > 18 or not low <= int(raw) <= high:
+    digits = raw.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(raw) > 18 or not low <= int(raw) <= high:
         raise ApiError(400, "invalid_query", f"{name} must be a whole number from {low} to {high}",
                        [{"path": f"query.{name}", "message": f"not an integer in [{low}, {high}]"}])
     return int(raw)
@@ -127,6 +204,9 @@ def query_choice(request: web.Request, name: str, choices: Iterable[str],
     return raw
 
 
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
 def query_date(request: web.Request, name: str, *, required: bool = False) -> date | None:
     raw = request.query.get(name)
     if raw is None:
@@ -135,10 +215,14 @@ def query_date(request: web.Request, name: str, *, required: bool = False) -> da
                            [{"path": f"query.{name}", "message": "required"}])
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise ApiError(400, "invalid_query", f"{name} must be a date like 2026-11-25",
                        [{"path": f"query.{name}", "message": "not a YYYY-MM-DD date"}]) from None
+    if not FIRST_DAY <= day <= LAST_DAY:  # a day and its neighbours stay inside the calendar
+        raise ApiError(400, "invalid_query", f"{name} must be from {FIRST_DAY} to {LAST_DAY}",
+                       [{"path": f"query.{name}", "message": "out of range"}])
+    return day
 
 
 def page_limit(request: web.Request) -> int:
@@ -161,6 +245,6 @@ def expected_version(request: web.Request) -> int | None:
     if raw is None or raw.strip() == "*":
         return None
     value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise ApiError(400, "invalid_if_match", 'If-Match must be a version, e.g. "3"')
     return int(value)

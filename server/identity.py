@@ -50,6 +50,8 @@ class Credentials:
 
 async def identify(app: web.Application, token: str) -> Principal:
     """The principal behind a token; 401 when unknown, revoked or expired."""
+    if not token.isascii():  # ours are; bytes \xff in a header arrive as surrogates
+        raise unauthorized("this token is unknown or has been revoked")
     digest = credentials.token_hash(token)
     known = app[CREDENTIALS]
     principal = known.get(digest)
@@ -66,7 +68,7 @@ async def identify(app: web.Application, token: str) -> Principal:
 
 def restaurant_role(principal: Principal, raw_rid: str) -> tuple[int, str]:
     """(restaurant id, role) for a path's `{rid}`; another restaurant's is simply not found."""
-    restaurant_id = int(raw_rid) if raw_rid.isdigit() and len(raw_rid) <= 18 else None
+    restaurant_id = int(raw_rid) if raw_rid.isascii() and raw_rid.isdigit() and len(raw_rid) <= 18 else None
     role = principal.roles.get(restaurant_id) if restaurant_id is not None else None
     if restaurant_id is None or role is None:
         raise not_found("no such restaurant")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from server.querylog import QueryLog
     from server.ratelimit import RateLimits
     from server.realtime.hub import Hub
+    from server.realtime.revocation import Revocations
     from server.webhooks import WebhookWorker
 
 
@@ -29,6 +30,7 @@ CONFIG = web.AppKey("config", Config)
 OPENAPI = web.AppKey("openapi", OpenApi)
 QUERY_LOG: web.AppKey[QueryLog] = web.AppKey("query_log")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
+REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 CACHE: web.AppKey[ResponseCache] = web.AppKey("cache")
 CREDENTIALS: web.AppKey[Credentials] = web.AppKey("credentials")
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -42,3 +44,4 @@ REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey("principal", Principal)
 RESTAURANT_ID = web.RequestKey("restaurant_id", int)
 ROLE = web.RequestKey("role", str)
+FORWARDED_FOR = web.RequestKey("forwarded_for", str)  # the client address our proxy saw

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
-from server.keys import REQUEST_ID, RESTAURANT_ID
+from server.keys import FORWARDED_FOR, REQUEST_ID, RESTAURANT_ID
 
 FORMATS = ("auto", "json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
@@ -118,7 +118,8 @@ class AccessLog(AbstractAccessLogger):
                    "method": request.method, "path": request.path,
                    "route": resource.canonical if resource is not None else None,
                    "status": response.status, "duration_ms": round(time * 1000, 3),
-                   "remote": request.remote, "bytes": response.body_length})
+                   "remote": request.get(FORWARDED_FOR) or request.remote,
+                   "bytes": response.body_length})
 
     @property
     def enabled(self) -> bool:

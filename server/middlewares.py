@@ -6,7 +6,6 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable
-from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import asyncpg
@@ -14,7 +13,7 @@ import msgspec
 from aiohttp import web
 
 from server import logs
-from server.auth import Access, Handler, access_of, bearer_token
+from server.auth import Access, Handler, access_of, bearer_token, same_origin
 from server.errors import HTTP_CODES, ApiError, error_response, forbidden, unauthorized
 from server.identity import identify, restaurant_role
 from server.keys import PRINCIPAL, QUERY_LOG, REQUEST_ID, RESTAURANT_ID, ROLE
@@ -27,9 +26,12 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 STORE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422,
                 "precondition_failed": 412, "invalid_cursor": 400}
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Connection-level failures: the database is down or restarting, so try again shortly.
+# Connection-level failures, so try again shortly: the database is down or restarting, short of
+# connections, disk or memory (SQLSTATE class 53), or a pooled connection it had just ended was
+# used (asyncpg: InternalClientError "another operation is in progress").
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-               asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+               asyncpg.InternalClientError, asyncpg.CannotConnectNowError,
+               asyncpg.InsufficientResourcesError)
 
 
 class RequestIds:
@@ -113,8 +115,8 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
                     request.get(REQUEST_ID))
         return error_response(503, "unavailable", "this change crossed another one and was undone; "
                               "send it again", headers={"Retry-After": "1"})
-    if isinstance(exc, asyncpg.QueryCanceledError):
-        log.warning("statement timeout on %s %s [%s]", request.method, request.path,
+    if isinstance(exc, (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
+        log.warning("statement or lock timeout on %s %s [%s]", request.method, request.path,
                     request.get(REQUEST_ID))
         return error_response(503, "unavailable", "the database took too long; try again",
                               headers={"Retry-After": "2"})
@@ -149,13 +151,6 @@ def _error_page(request: web.Request, response: web.Response) -> web.Response:
     if "Retry-After" in response.headers:
         page.headers["Retry-After"] = response.headers["Retry-After"]
     return page
-
-
-def _same_origin(request: web.Request) -> bool:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser's cross-site request (those always send Origin on POST)
-    return urlsplit(origin).netloc == request.host
 
 
 def _check_access(request: web.Request, access: Access, principal: Principal) -> None:
@@ -193,7 +188,7 @@ async def _signed_in(request: web.Request, handler: Handler, access: Access) -> 
     if token is None:
         raise unauthorized("sign in first: send a bearer token or the session cookie")
     principal = await identify(request.app, token)
-    if via_cookie and request.method in UNSAFE and not _same_origin(request):
+    if via_cookie and request.method in UNSAFE and not same_origin(request):
         raise forbidden("cross-site request refused")
     request[PRINCIPAL] = principal
     _check_access(request, access, principal)

@@ -35,6 +35,7 @@ from server.errors import ApiError
 from server.keys import HUB, POOL, PRINCIPAL, RATE_LIMITS, RESTAURANT_ID
 from store import events
 from store import restaurants as restaurant_store
+from store.pool import DATABASE_ERRORS
 
 log = logging.getLogger("serveline.ratelimit")
 
@@ -164,7 +165,7 @@ class Plans:
             self._all_due = False
             try:
                 found = await restaurant_store.plans(self._pool, ids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except DATABASE_ERRORS as error:
                 log.warning("could not read restaurant plans (%s); trying again", error)
                 if ids is None:
                     self._all_due = True

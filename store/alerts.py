@@ -52,7 +52,7 @@ ALERT_JSON = """json_build_object(
 LIST = paged(f"""
 SELECT {ALERT_JSON} AS j, json_build_array(a.id) AS cursor, row_number() OVER (ORDER BY a.id DESC) AS n
 FROM alerts a
-WHERE a.restaurant_id = $1 AND ($3 = 0 OR a.id < $3) AND (NOT $4 OR a.cleared_at IS NULL)
+WHERE a.restaurant_id = $1 AND ($3::bigint = 0 OR a.id < $3) AND (NOT $4 OR a.cleared_at IS NULL)
 ORDER BY a.id DESC LIMIT $2 + 1""")
 
 LATE_TICKETS = f"""

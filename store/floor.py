@@ -21,11 +21,13 @@ Coordinate = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
 Shape = Literal["square", "round", "rect"]
 AreaName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 PartySize = Annotated[int, msgspec.Meta(ge=1, le=100)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint key: larger is a 422, not a 500
+Sort = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]  # an integer column
 
 
 class AreaIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: AreaName
-    sort: int = 0
+    sort: Sort = 0
 
 
 class Area(msgspec.Struct, frozen=True):
@@ -38,7 +40,7 @@ class Area(msgspec.Struct, frozen=True):
 class TableIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     label: Label
     seats: Seats
-    area_id: int
+    area_id: Id
     x: Coordinate = 0
     y: Coordinate = 0
     shape: Shape = "square"
@@ -47,7 +49,7 @@ class TableIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class TablePatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     label: Label | UnsetType = UNSET
     seats: Seats | UnsetType = UNSET
-    area_id: int | UnsetType = UNSET
+    area_id: Id | UnsetType = UNSET
     x: Coordinate | UnsetType = UNSET
     y: Coordinate | UnsetType = UNSET
     shape: Shape | UnsetType = UNSET
@@ -59,7 +61,7 @@ class StatusIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class MoveIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    to_table_id: int  # a free table that seats the party
+    to_table_id: Id  # a free table that seats the party
 
 
 class Moved(msgspec.Struct, frozen=True):

@@ -11,6 +11,13 @@ from asyncpg.connection import LoggedQuery
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
+# What a query raises when the database failed rather than the query: PostgreSQL's errors, the
+# socket's, asyncpg's interface errors, and asyncpg's InternalClientError ("another operation is
+# in progress") for a pooled connection PostgreSQL ended (a shutdown, a restart) an instant before
+# it was used. Loops that retry a failed query catch all of them, so none dies of a restart.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                   asyncpg.InternalClientError)
+
 
 def _jsonb_encode(value: object) -> bytes:
     return b"\x01" + _encode(value)  # binary jsonb: a version byte, then the text
@@ -40,6 +47,7 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
 async def create_pool(dsn: str, *, min_size: int, max_size: int,
                       statement_timeout_ms: int, idle_in_transaction_timeout_ms: int,
+                      lock_timeout_ms: int = 5000,
                       query_logger: Callable[[LoggedQuery], None] | None = None) -> asyncpg.Pool:
     async def init(conn: asyncpg.Connection) -> None:
         await init_connection(conn)
@@ -57,7 +65,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int,
             "timezone": "UTC",
             "statement_timeout": str(statement_timeout_ms),
             "idle_in_transaction_session_timeout": str(idle_in_transaction_timeout_ms),
-            "lock_timeout": str(min(statement_timeout_ms, 5000)),
+            "lock_timeout": str(min(statement_timeout_ms, lock_timeout_ms)),
         },
     )
 

@@ -27,7 +27,7 @@ class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     size: Size
     starts_at: Start
     duration_min: Duration | None = None  # default: the restaurant's duration for the party size
-    table_id: int | None = None
+    table_id: floor.Id | None = None
     phone: Phone | None = None
     note: Note = ""
 
@@ -37,7 +37,7 @@ class ReservationPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     size: Size | UnsetType = UNSET
     starts_at: Start | UnsetType = UNSET
     duration_min: Duration | UnsetType = UNSET
-    table_id: int | None | UnsetType = UNSET  # null takes the reservation off its table
+    table_id: floor.Id | None | UnsetType = UNSET  # null takes the reservation off its table
     phone: Phone | UnsetType = UNSET
     note: Note | UnsetType = UNSET
 
@@ -189,6 +189,9 @@ def _check_future(starts_at: datetime) -> None:
     if starts_at < datetime.now(timezone.utc) - PAST_GRACE:
         raise Invalid("a reservation cannot start in the past",
                       [{"path": "$.starts_at", "message": "in the past"}])
+    if starts_at >= FAR_FUTURE:  # past it, lists would miss it and its end overflow the calendar
+        raise Invalid("a reservation must start before the year 9999",
+                      [{"path": "$.starts_at", "message": "too far in the future"}])
 
 
 async def _save(tx: events.Write, rid: int, sql: str, args: list[Any], table_id: int | None,

@@ -1,6 +1,7 @@
 """Restaurants: the tenant row, its settings, and its event position."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -146,7 +147,10 @@ async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,
 
 
 BY_SLUG = "SELECT id FROM restaurants WHERE slug = $1"
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # the table's CHECK
 
 
 async def id_of(pool: asyncpg.Pool, slug: str) -> int | None:
+    if not SLUG.match(slug):  # not one (e.g. a NUL or a surrogate, which PostgreSQL refuses)
+        return None
     return await pool.fetchval(BY_SLUG, slug)

@@ -39,7 +39,7 @@ class PartyPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class SeatIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    table_id: int | None = None  # None: the smallest free table that fits
+    table_id: floor.Id | None = None  # None: the smallest free table that fits
 
 
 class LeaveIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -155,7 +155,7 @@ SELECT page.* FROM ({paged(f'''
 SELECT {DELIVERY_JSON} AS j, json_build_array(d.id) AS cursor,
        row_number() OVER (ORDER BY d.id DESC) AS n
 FROM webhook_deliveries d
-WHERE d.restaurant_id = $1 AND d.endpoint_id = $3 AND ($4 = 0 OR d.id < $4)
+WHERE d.restaurant_id = $1 AND d.endpoint_id = $3 AND ($4::bigint = 0 OR d.id < $4)
   AND ($5::text IS NULL OR d.status = $5)
 ORDER BY d.id DESC LIMIT $2 + 1''')}) page
 WHERE EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.restaurant_id = $1 AND w.id = $3)"""

@@ -39,6 +39,12 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/faults/conftest.py: pytest reads options only from the first conftests.
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="run the fault scenarios (tests/faults) longer and bigger, for people")
+
+
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     """A PostgreSQL server for the whole session: TEST_DATABASE_URL or an embedded one."""

@@ -20,16 +20,52 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason="Debian chromium is not installed (apt-get install chromium)")
 
 
+# Every page reports what the Content-Security-Policy blocked to its console; a screen test fails
+# on any such report, so the policy is proven against every screen the tests open.
+CSP_PROBE = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+  `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));"""
+
+
+class WatchedBrowser:
+    """Chromium whose pages are watched for Content-Security-Policy violations."""
+
+    def __init__(self, chromium) -> None:
+        self._chromium = chromium
+        self.csp_violations: list[str] = []
+
+    def _console(self, message) -> None:
+        text = message.text
+        if text.startswith("CSP violation") or "Content Security Policy" in text:
+            self.csp_violations.append(f"{message.page.url if message.page else '?'}: {text}")
+
+    async def new_context(self, **options):
+        context = await self._chromium.new_context(**options)
+        await context.add_init_script(CSP_PROBE)
+        context.on("console", self._console)
+        return context
+
+    async def new_page(self, **options):
+        page = await self._chromium.new_page(**options)
+        await page.add_init_script(CSP_PROBE)
+        page.context.on("console", self._console)
+        return page
+
+    def __getattr__(self, name: str):
+        return getattr(self._chromium, name)
+
+
 @pytest.fixture
-async def browser() -> AsyncIterator:
+async def browser() -> AsyncIterator[WatchedBrowser]:
     from playwright.async_api import async_playwright
     async with async_playwright() as playwright:
         # Playwright gives each launch a fresh, empty profile of its own.
         chromium = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        yield chromium
+        watched = WatchedBrowser(chromium)
+        yield watched
         await chromium.close()
+        assert not watched.csp_violations, watched.csp_violations
 
 
 async def sign_in(page, base_url: str, email: str, password: str, next_path: str) -> None:

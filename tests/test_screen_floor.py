@@ -46,7 +46,7 @@ def block(page, booking: dict[str, Any], table_id: int | None = None):
 async def open_stand(browser, client, size: str, touch: bool = False):
     page = await browser.new_page(viewport=dict(zip(("width", "height"), SIZES[size])), has_touch=touch)
     await sign_in(page, str(client.make_url("")), "host@demo.test", PASSWORD, "/r/demo/floor")
-    await page.wait_for_function("document.getElementById('offline').hidden === true")
+    await page.wait_for_function("() => document.getElementById('offline').hidden === true")
     return page
 
 
@@ -131,13 +131,13 @@ async def test_a_booking_made_elsewhere_appears_moves_and_is_seated_with_a_tap(b
     await page.locator(f'.row[data-table="{tables["D4"]}"]').wait_for(state="detached")
     await client.post(f"{base}/reservations/{fox['id']}/status", headers=host, json={"status": "confirmed"})
     await page.wait_for_function(
-        f"document.querySelector('.booking[data-id=\"{fox['id']}\"] .state').textContent === '✓ confirmed'",
+        f"() => document.querySelector('.booking[data-id=\"{fox['id']}\"] .state').textContent === '✓ confirmed'",
         timeout=10_000)
 
     await block(page, fox, tables["D7"]).tap()
     await page.locator("#seat-booked").tap()  # "Seat at D7"
     await page.wait_for_function(
-        f"document.querySelector('.table[data-id=\"{tables['D7']}\"]').dataset.status === 'seated'",
+        f"() => document.querySelector('.table[data-id=\"{tables['D7']}\"]').dataset.status === 'seated'",
         timeout=10_000)  # the map hears it from the socket
     assert await block(page, fox, tables["D7"]).locator(".state").inner_text() == "● seated"
 
@@ -154,7 +154,7 @@ async def test_a_booking_made_elsewhere_appears_moves_and_is_seated_with_a_tap(b
     await page.locator(f'.table[data-id="{tables["P4"]}"]').tap()
     await block(page, walk_in, tables["P4"]).wait_for(timeout=10_000)
     await page.wait_for_function(
-        f"document.querySelector('.table[data-id=\"{tables['P4']}\"]').dataset.status === 'seated'",
+        f"() => document.querySelector('.table[data-id=\"{tables['P4']}\"]').dataset.status === 'seated'",
         timeout=10_000)
     rows = await db.fetch("SELECT id, status, table_id FROM reservations WHERE restaurant_id = $1 ORDER BY id",
                           rid)
@@ -175,7 +175,7 @@ async def test_a_reset_redraws_the_timeline_from_the_snapshot(browser, client, b
     for room in client.app[HUB].rooms.values():
         for conn in list(room.connections):
             conn.transport.abort()
-    await page.wait_for_function("document.getElementById('offline').hidden === false", timeout=10_000)
+    await page.wait_for_function("() => document.getElementById('offline').hidden === false", timeout=10_000)
     await db.execute("UPDATE restaurants SET epoch = gen_random_uuid() WHERE id = $1", rid)
     await client.post(f"{base}/reservations/{before['id']}/status", headers=host, json={"status": "no_show"})
     after = await book(client, base, host, "After", 3, now + timedelta(minutes=40), tables["D2"])
@@ -198,7 +198,7 @@ async def test_seating_a_party_shows_on_a_second_host_stand(browser, client, bas
     await entry.locator("button.seat").click()
     await first.locator(f'.table[data-id="{table_id}"]').click()
     await second.wait_for_function(
-        f"document.querySelector('.table[data-id=\"{table_id}\"]').dataset.status === 'seated'",
+        f"() => document.querySelector('.table[data-id=\"{table_id}\"]').dataset.status === 'seated'",
         timeout=10_000)
     await second.locator(f'.party[data-id="{party["id"]}"]').wait_for(state="detached", timeout=10_000)
     assert await first.evaluate("window.pwned === undefined")

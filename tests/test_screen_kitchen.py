@@ -41,15 +41,15 @@ async def test_a_dropped_socket_resumes_with_both_orders_none_twice(browser, cli
     url = str(client.make_url(""))
     page = await browser.new_page(viewport={"width": 1024, "height": 768})
     await sign_in(page, url, "kitchen@demo.test", PASSWORD, "/r/demo/kitchen?station=grill")
-    await page.wait_for_function("document.getElementById('offline').hidden === true")
+    await page.wait_for_function("() => document.getElementById('offline').hidden === true")
     # Cut every socket from the server side, then write while the screen is away.
     for room in client.app[HUB].rooms.values():
         for conn in list(room.connections):
             conn.transport.abort()
-    await page.wait_for_function("document.getElementById('offline').hidden === false", timeout=10_000)
+    await page.wait_for_function("() => document.getElementById('offline').hidden === false", timeout=10_000)
     for _ in range(2):
         await order_burger(client, base, server, menu)
-    await page.wait_for_function("document.querySelectorAll('.ticket').length === 2", timeout=20_000)
+    await page.wait_for_function("() => document.querySelectorAll('.ticket').length === 2", timeout=20_000)
     await page.wait_for_timeout(500)
     assert await page.locator(".ticket").count() == 2
 
@@ -111,14 +111,14 @@ async def test_by_touch_a_cook_starts_readies_an_item_bumps_and_recalls(browser,
     assert order.status == 201
     ticket = page.locator(".ticket").first
     await ticket.wait_for(timeout=10_000)
-    await page.wait_for_function("document.getElementById('screen').dataset.chimes === '1'")
+    await page.wait_for_function("() => document.getElementById('screen').dataset.chimes === '1'")
     box = await ticket.locator("button.bump").bounding_box()
     assert box["height"] >= 44  # a finger, not a mouse
 
     await ticket.locator("button.start").tap()
-    await page.wait_for_function("document.querySelector('.ticket .meta').textContent.includes('cooking')")
+    await page.wait_for_function("() => document.querySelector('.ticket .meta').textContent.includes('cooking')")
     await ticket.locator("li.item", has_text="Burger").tap()  # one item is ready
-    await page.wait_for_function("document.querySelector('li.item.ready') !== null")
+    await page.wait_for_function("() => document.querySelector('li.item.ready') !== null")
     burger = page.locator("li.item", has_text="Burger")
     assert await burger.get_attribute("data-status") == "ready"
     assert "ready" in await burger.evaluate("node => getComputedStyle(node, '::after').content")
@@ -170,8 +170,8 @@ async def test_a_busy_grill_at_both_sizes(browser, client, base, server, menu, d
     url = str(client.make_url(""))
     page = await browser.new_page(viewport={"width": 1920, "height": 1080})
     await sign_in(page, url, "kitchen@demo.test", PASSWORD, "/r/demo/kitchen?station=grill")
-    await page.wait_for_function("document.querySelectorAll('.ticket').length === 5")
-    await page.wait_for_function("document.querySelector('.ticket.red') && document.querySelector('.ticket.amber')")
+    await page.wait_for_function("() => document.querySelectorAll('.ticket').length === 5")
+    await page.wait_for_function("() => document.querySelector('.ticket.red') && document.querySelector('.ticket.amber')")
     assert "17:" in await page.locator(".ticket.red .timer").inner_text()  # minutes, not colour alone
     await page.screenshot(path=str(SHOTS / "kitchen-wall.png"))
     await page.set_viewport_size({"width": SIZES["ipad"][0], "height": SIZES["ipad"][1]})

@@ -90,7 +90,7 @@ async def test_eighty_sixing_on_the_manager_screen_makes_the_api_refuse_the_item
     ribeye = menu["Ribeye"]["id"]
     await page.click(f'.item-toggle[data-item="{ribeye}"]')
     await page.wait_for_function(
-        f"document.querySelector('.item-toggle[data-item=\"{ribeye}\"]').classList.contains('off')")
+        f"() => document.querySelector('.item-toggle[data-item=\"{ribeye}\"]').classList.contains('off')")
     refused = await client.post(base + "/orders", headers=server,
                                 json={"items": [{"menu_item_id": ribeye, "qty": 1}]})
     assert refused.status == 409
@@ -99,7 +99,7 @@ async def test_eighty_sixing_on_the_manager_screen_makes_the_api_refuse_the_item
     order = await client.post(base + "/orders", headers=server,
                               json={"items": [{"menu_item_id": menu["Burger"]["id"], "qty": 1}]})
     assert order.status == 201
-    await page.wait_for_function("document.querySelector('[data-key=open_orders]').textContent === '1'",
+    await page.wait_for_function("() => document.querySelector('[data-key=open_orders]').textContent === '1'",
                                  timeout=10_000)  # the numbers follow the events
 
 

@@ -15,7 +15,7 @@ QUICK_POLL_MS = 600  # what the latency test's page is told (data-poll-ms) inste
 
 
 def text_is(key: str, value: str) -> str:
-    return f"document.querySelector('[data-key=\"{key}\"]').textContent === '{value}'"
+    return f"() => document.querySelector('[data-key=\"{key}\"]').textContent === '{value}'"
 
 
 async def subscribed(open_socket, rid: int, token: str, channels: list[str]) -> None:
@@ -46,7 +46,7 @@ async def test_the_ops_page_counts_a_new_socket_within_a_few_polls(browser, clie
     assert await page.locator("#roles .chip").all_inner_texts() == ["kitchen 1", "manager 1"]
     assert await page.locator('[data-key="connections.devices"]').inner_text() == "1"
     await page.wait_for_function(  # its receipts are written; the iPad that never came stays behind
-        "!document.getElementById('devices-behind').textContent.includes('Grill screen')", timeout=POLLS)
+        "() => !document.getElementById('devices-behind').textContent.includes('Grill screen')", timeout=POLLS)
     assert "Host iPad" in await page.locator("#devices-behind").inner_text()
 
 
@@ -65,7 +65,7 @@ async def test_late_events_and_a_lost_connection_are_flagged_in_words(browser, c
         SELECT $1, seq, epoch, 'manager', 'test.lost', '{}', now() - interval '10 seconds' FROM counter""", rid)
     # (A moment's lag, like the sign-in's own event in flight, is shown but not flagged.)
     await page.wait_for_function(
-        "document.querySelector('[data-concern=delivery_behind]').classList.contains('warn')",
+        "() => document.querySelector('[data-concern=delivery_behind]').classList.contains('warn')",
         timeout=POLLS)
     assert await card.locator('[data-key="delivery.behind"]').inner_text() == "1"
     assert (await card.locator(".flag").inner_text()).lower() == "warning"
@@ -158,7 +158,7 @@ async def test_route_latency_the_slowest_sql_and_trend_lines(browser, client, db
     for dish in ("Burger", "Fries"):
         await client.post(base + "/orders", headers=server,
                           json={"items": [{"menu_item_id": menu[dish]["id"], "qty": 1}]})
-    await page.wait_for_function(f"{samples('p95')} >= 4 && {samples('eps')} >= 3", timeout=POLLS)
+    await page.wait_for_function(f"() => {samples('p95')} >= 4 && {samples('eps')} >= 3", timeout=POLLS)
     assert not await page.locator("#route-latency tr[data-served]").count()
     await latency_rows(page)
     points = await page.locator("[data-series=p95] polyline").first.get_attribute("points")
@@ -176,7 +176,7 @@ async def test_route_latency_the_slowest_sql_and_trend_lines(browser, client, db
     await slow.locator("summary").click()
     assert await slow.locator("pre").inner_text() == "SELECT pg_sleep(?)"
     seen = await page.evaluate(samples("p95"))
-    await page.wait_for_function(f"{samples('p95')} > {seen}", timeout=POLLS)
+    await page.wait_for_function(f"() => {samples('p95')} > {seen}", timeout=POLLS)
     assert await slow.locator("pre").is_visible()
     await slow.locator("summary").click()
 

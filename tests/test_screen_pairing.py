@@ -38,7 +38,7 @@ async def test_an_expired_code_says_so_and_offers_a_new_one(browser, client, db)
     await db.execute("UPDATE pairings SET expires_at = now() - interval '1 second'")
     await page.locator("#expired").wait_for(timeout=10_000)
     await page.click("#again")
-    await page.wait_for_function(f"document.getElementById('code').textContent !== {code!r}")
+    await page.wait_for_function(f"() => document.getElementById('code').textContent !== {code!r}")
     await page.screenshot(path=str(SHOTS / "pair-ipad.png"))
 
 

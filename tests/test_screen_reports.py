@@ -229,7 +229,7 @@ async def test_the_reports_screen_prints_the_apis_figures_a_column_a_day(browser
     assert await page.locator(".chart-axis .row-label").first.is_visible()
     sales = page.locator("#sales-chart").locator("xpath=..")
     await sales.evaluate("(box) => { box.scrollLeft = 0; }")
-    await page.wait_for_function("document.querySelector('#no-show-chart').parentElement.scrollLeft === 0")
+    await page.wait_for_function("() => document.querySelector('#no-show-chart').parentElement.scrollLeft === 0")
     assert errors == []
 
 

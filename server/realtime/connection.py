@@ -28,7 +28,7 @@ WRITE_HIGH_WATER = 64 * 1024  # transport bytes above which we wait for the peer
 class Connection:
     __slots__ = ("ws", "transport", "writer", "restaurant_id", "role", "device_id", "channels",
                  "position", "pending", "acked", "closed_slow", "_queue", "_queued", "_limit",
-                 "_flush_scheduled", "_drainer", "_closing", "_closer")
+                 "_flush_scheduled", "_drainer", "_closing", "_closer", "credential")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
                  writer: AbstractStreamWriter, restaurant_id: int, role: str,
@@ -39,6 +39,7 @@ class Connection:
         self.restaurant_id = restaurant_id
         self.role = role
         self.device_id = device_id
+        self.credential: str | None = None  # its token: a revocation closes it (revocation.py)
         self.channels: frozenset[str] = frozenset()
         self.position = 0  # highest seq handed to this client
         self.pending: list[tuple[int, bytes]] | None = None  # live events held while replaying

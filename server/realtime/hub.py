@@ -22,6 +22,7 @@ from server.realtime import messages
 from server.realtime.connection import Connection
 from server.realtime.const import CLOSE_RESUME, RECONNECT_JITTER_MS
 from store import devices, events
+from store.pool import DATABASE_ERRORS
 
 log = logging.getLogger("serveline.hub")
 RETRY_SECONDS = 1.0
@@ -125,7 +126,7 @@ class Hub:
                 try:
                     await self._listen()
                     break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except DATABASE_ERRORS:
                     await asyncio.sleep(RETRY_SECONDS)
             for follower in self.on_gap:
                 follower()
@@ -176,7 +177,7 @@ class Hub:
     async def _catch_up(self, room: Room) -> None:
         try:
             await self._deliver_new(room)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.warning("reading events for restaurant %s failed; retrying", room.restaurant_id,
                         exc_info=True)
             await asyncio.sleep(RETRY_SECONDS)
@@ -241,7 +242,7 @@ class Hub:
         ids = sorted(positions)
         try:
             await devices.record_presence(self.pool, ids, [positions[i] for i in ids])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             for device_id, seq in acks.items():  # keep them for the next round
                 self._acks[device_id] = max(self._acks.get(device_id, 0), seq)
             raise
@@ -252,6 +253,6 @@ class Hub:
             started = time.monotonic()
             try:
                 await self._flush_acks()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DATABASE_ERRORS:
                 log.warning("writing device receipts failed; retrying", exc_info=True)
             log.debug("receipts flushed in %.1f ms", (time.monotonic() - started) * 1000)

@@ -11,15 +11,18 @@ class Auth(msgspec.Struct, tag_field="type", tag="auth", forbid_unknown_fields=T
     token: Annotated[str, msgspec.Meta(max_length=200)]
 
 
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a bigint
+
+
 class Subscribe(msgspec.Struct, tag_field="type", tag="subscribe", forbid_unknown_fields=True):
     channels: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]],
                         msgspec.Meta(min_length=1, max_length=20)]
     epoch: str | None = None
-    since: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    since: Seq | None = None
 
 
 class Ack(msgspec.Struct, tag_field="type", tag="ack", forbid_unknown_fields=True):
-    seq: Annotated[int, msgspec.Meta(ge=0)]
+    seq: Seq
 
 
 class Ping(msgspec.Struct, tag_field="type", tag="ping", forbid_unknown_fields=True):
@@ -29,6 +32,9 @@ class Ping(msgspec.Struct, tag_field="type", tag="ping", forbid_unknown_fields=T
 ClientMessage = Auth | Subscribe | Ack | Ping
 decoder = msgspec.json.Decoder(ClientMessage)
 _encode = msgspec.json.encode
+# What decoding a client's frame may raise besides msgspec's own errors: invalid UTF-8 inside
+# a string (UnicodeDecodeError), and nesting deeper than the interpreter allows.
+UNREADABLE = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
 class Kind(msgspec.Struct):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from server.keys import CONFIG, POOL
 from store import devices
+from store.pool import DATABASE_ERRORS
 from store.restaurants import Settings
 
 log = logging.getLogger("serveline.presence")
@@ -43,7 +44,7 @@ async def _watch(app: web.Application) -> None:
         await asyncio.sleep(app[CONFIG].presence_check_seconds)
         try:
             await check(app[POOL])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.warning("presence check failed; retrying", exc_info=True)
 
 

@@ -64,6 +64,8 @@ function applyTable(table) {
   node.setAttribute("class", `table ${table.status}`);
   node.dataset.status = table.status;
   node.dataset.seated = table.seated_at || "";
+  node.dataset.label = table.label;
+  node.querySelector(".label").textContent = table.label;  // a renamed table, live
   node.querySelector(".state").textContent = table.status.replace("_", " ");
   node.setAttribute("aria-label", `Table ${table.label}, ${table.seats} seats, ${table.status.replace("_", " ")}`);
   refresh();
