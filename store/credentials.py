@@ -62,7 +62,7 @@ WITH d AS (
     WHERE token_hash = $1 AND revoked_at IS NULL
 ), touched AS (
     UPDATE devices SET last_seen_at = now()
-    WHERE id = (SELECT id FROM d)
+    WHERE (restaurant_id, id) = (SELECT restaurant_id, id FROM d)
       AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 minute')
 )
 SELECT id, restaurant_id, role, name FROM d
@@ -74,7 +74,7 @@ WITH k AS (
     WHERE key_hash = $1 AND revoked_at IS NULL
 ), touched AS (
     UPDATE api_keys SET last_used_at = now()
-    WHERE id = (SELECT id FROM k)
+    WHERE (restaurant_id, id) = (SELECT restaurant_id, id FROM k)
       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 )
 SELECT id, restaurant_id, scopes, name FROM k

@@ -142,12 +142,13 @@ async def patch(pool: asyncpg.Pool, restaurant_id: int, device_id: int, body: De
 # Receipts and presence of every connected device, in one statement per flush.
 RECORD_PRESENCE = """
 UPDATE devices d SET last_seen_at = now(), last_ack_seq = greatest(d.last_ack_seq, v.seq)
-FROM unnest($1::bigint[], $2::bigint[]) AS v(id, seq)
-WHERE d.id = v.id"""
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(restaurant_id, id, seq)
+WHERE d.restaurant_id = v.restaurant_id AND d.id = v.id"""
 
 
-async def record_presence(pool: asyncpg.Pool, device_ids: list[int], acked: list[int]) -> None:
-    await pool.execute(RECORD_PRESENCE, device_ids, acked)
+async def record_presence(pool: asyncpg.Pool, seen: list[tuple[int, int]], acked: list[int]) -> None:
+    """Each (restaurant id, device id) in `seen` is here now and has acknowledged its seq."""
+    await pool.execute(RECORD_PRESENCE, [rid for rid, _ in seen], [d for _, d in seen], acked)
 
 
 # Expected devices whose alert should change: dark (not seen lately), lagging

@@ -77,11 +77,12 @@ WHERE id = $1"""
 STATIONS = "SELECT EXISTS (SELECT 1 FROM menu_items WHERE restaurant_id = $1 AND station = $2)"
 
 FOR_COLLECT = """
-SELECT id, device_id, screen, expires_at > now() AS live FROM pairings
+SELECT id, restaurant_id, device_id, screen, expires_at > now() AS live FROM pairings
 WHERE secret_hash = $1 FOR UPDATE"""
 
 HAND_OVER = """
-UPDATE devices SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id"""
+UPDATE devices SET token_hash = $3 WHERE restaurant_id = $1 AND id = $2 AND revoked_at IS NULL
+RETURNING id"""
 
 FORGET = "DELETE FROM pairings WHERE id = $1"
 
@@ -150,8 +151,9 @@ async def collect(pool: asyncpg.Pool, secret: str) -> tuple[str, str | None, str
         if row["device_id"] is None:
             return "waiting", None, None
         token = new_token(DEVICE_PREFIX)
-        handed = await conn.fetchval(HAND_OVER, row["device_id"], token_hash(token))
+        handed = await conn.fetchval(HAND_OVER, row["restaurant_id"], row["device_id"],
+                                     token_hash(token))
         await conn.execute(FORGET, row["id"])
-        if handed is None:  # revoked between claim and collect
+        if handed is None:  # revoked (or its restaurant gone) between claim and collect
             return "gone", None, None
         return "paired", token, row["screen"]

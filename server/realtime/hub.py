@@ -49,7 +49,8 @@ class Hub:
         self.rooms: dict[int, Room] = {}
         self.stats = {"delivered": 0, "stale_closed": 0, "slow_closed": 0, "listen_reconnects": 0}
         self._ack_flush_seconds = ack_flush_seconds
-        self._acks: dict[int, int] = {}  # device id -> highest acknowledged seq, not yet written
+        # (restaurant id, device id) -> highest acknowledged seq, not yet written
+        self._acks: dict[tuple[int, int], int] = {}
         self._listener: asyncpg.Connection | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
@@ -217,9 +218,10 @@ class Hub:
     def acknowledge(self, conn: Connection, seq: int) -> None:
         conn.acked = max(conn.acked, seq)
         if conn.device_id is not None:
-            self._acks[conn.device_id] = max(self._acks.get(conn.device_id, 0), seq)
+            device = (conn.restaurant_id, conn.device_id)
+            self._acks[device] = max(self._acks.get(device, 0), seq)
 
-    def _caught_up_to(self) -> dict[int, int]:
+    def _caught_up_to(self) -> dict[tuple[int, int], int]:
         """Each connected device's position: a device that has acknowledged all it was sent
         has seen everything its room delivered (events of other channels included)."""
         positions = {}
@@ -228,23 +230,24 @@ class Hub:
                 if conn.device_id is None or not conn.channels or conn.pending is not None:
                     continue
                 seq = room.delivered if conn.acked >= conn.position else conn.acked
-                positions[conn.device_id] = max(positions.get(conn.device_id, 0), seq)
+                device = (conn.restaurant_id, conn.device_id)
+                positions[device] = max(positions.get(device, 0), seq)
         return positions
 
     async def _flush_acks(self) -> None:
         """One UPDATE for every device's receipts and presence since the last flush."""
         acks, self._acks = self._acks, {}
         positions = self._caught_up_to()
-        for device_id, seq in acks.items():
-            positions[device_id] = max(positions.get(device_id, 0), seq)
+        for device, seq in acks.items():
+            positions[device] = max(positions.get(device, 0), seq)
         if not positions:
             return
-        ids = sorted(positions)
+        seen = sorted(positions)
         try:
-            await devices.record_presence(self.pool, ids, [positions[i] for i in ids])
+            await devices.record_presence(self.pool, seen, [positions[d] for d in seen])
         except DATABASE_ERRORS:
-            for device_id, seq in acks.items():  # keep them for the next round
-                self._acks[device_id] = max(self._acks.get(device_id, 0), seq)
+            for device, seq in acks.items():  # keep them for the next round
+                self._acks[device] = max(self._acks.get(device, 0), seq)
             raise
 
     async def _flush_acks_forever(self) -> None:
