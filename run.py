@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
         with embedded as dsn:
             config = msgspec.structs.replace(config, database_url=dsn)
             if args.migrate_only:
-                applied = asyncio.run(apply_migrations(dsn))
+                applied = asyncio.run(apply_migrations(config.database_listen_url or dsn))
                 print(f"applied migrations: {applied or 'none (up to date)'}")
                 return 0
             if config.workers > 1:

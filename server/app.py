@@ -75,7 +75,7 @@ from server.security import allowed_origins, cors_preflight, security_headers
 from server.webhooks import delivering_webhooks
 from store import restaurants as restaurant_store
 from store.migrate import apply_migrations
-from store.pool import DATABASE_ERRORS, create_pool
+from store.pool import DATABASE_ERRORS, create_pool, unset_timeouts
 from store.seed import seed_demo_if_empty
 
 log = logging.getLogger("serveline")
@@ -99,12 +99,13 @@ async def seed_demo(pool: asyncpg.Pool, passwords: Passwords, config: Config) ->
 async def prepare_database(config: Config) -> str | None:
     """Migrate and seed before starting workers; the demo password if one was just made."""
     assert config.database_url is not None
-    await apply_migrations(config.database_url)
+    await apply_migrations(config.database_listen_url or config.database_url)
     if not config.seed_demo:
         return None
     pool = await create_pool(config.database_url, min_size=1, max_size=2,  # seeding holds a lock on one
                              statement_timeout_ms=config.statement_timeout_ms,
-                             idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms)
+                             idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms,
+                             pgbouncer=config.database_pgbouncer)
     try:
         return await seed_demo(pool, Passwords(config.argon2_time_cost, config.argon2_memory_kib),
                                config)
@@ -117,12 +118,16 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     if config.database_url is None:
         raise RuntimeError("create_app needs config.database_url (run.py starts the embedded one)")
-    await apply_migrations(config.database_url)
+    await apply_migrations(config.database_listen_url or config.database_url)
     app[POOL] = await create_pool(
         config.database_url, min_size=config.pool_min, max_size=config.pool_max,
         statement_timeout_ms=config.statement_timeout_ms,
         idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms,
-        lock_timeout_ms=config.lock_timeout_ms, query_logger=app[QUERY_LOG].record)
+        lock_timeout_ms=config.lock_timeout_ms, pgbouncer=config.database_pgbouncer,
+        query_logger=app[QUERY_LOG].record)
+    if config.database_pgbouncer and (unset := await unset_timeouts(app[POOL])):
+        log.warning("behind PgBouncer the timeouts are set per role or database, and these are "
+                    "not: %s (docs/deployment.md, PgBouncer)", ", ".join(unset))
     if config.seed_demo:
         password = await seed_demo(app[POOL], app[PASSWORDS], config)
         if password is not None:
@@ -134,7 +139,9 @@ async def database(app: web.Application) -> AsyncIterator[None]:
 async def realtime(app: web.Application) -> AsyncIterator[None]:
     """The hub: one LISTEN connection, rooms, receipts. Started after the pool, stopped before it."""
     config = app[CONFIG]
-    app[HUB] = Hub(app[POOL], config.database_url, config.ack_flush_seconds)
+    # LISTEN is session state: it goes direct to PostgreSQL when a PgBouncer is in between.
+    app[HUB] = Hub(app[POOL], config.database_listen_url or config.database_url,
+                   config.ack_flush_seconds)
     app[HUB].on_commit.append(app[CREDENTIALS].changed)  # sign-outs and revocations, at once
     app[HUB].on_lost.append(app[CREDENTIALS].forget_all)
     app[HUB].on_gap.append(app[CREDENTIALS].forget_all)

@@ -21,6 +21,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     reuse_port: bool = False
     data_dir: str = "var"
     database_url: str | None = None
+    database_listen_url: str | None = None
+    database_pgbouncer: bool = False
     cache_url: str | None = None
     pool_min: int = 2
     pool_max: int = 10
@@ -74,7 +76,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "auto"
 
 
-# Help text per setting; env names are derived (`SERVELINE_<NAME>`), except DATABASE_URL.
+# Help text per setting; env names are derived (`SERVELINE_<NAME>`), except the UNPREFIXED ones.
 HELP: dict[str, str] = {
     "host": "address to listen on",
     "port": "port to listen on",
@@ -82,6 +84,10 @@ HELP: dict[str, str] = {
     "reuse_port": "listen with SO_REUSEPORT (set for each worker when --workers > 1)",
     "data_dir": "folder for the embedded PostgreSQL data and the instance lock",
     "database_url": "PostgreSQL URL; without it an embedded PostgreSQL runs under the data dir",
+    "database_listen_url": "PostgreSQL URL, direct (not through PgBouncer), for the LISTEN "
+                           "connection and the migrations' session lock; unset: the database URL",
+    "database_pgbouncer": "the database URL is a PgBouncer in transaction pooling mode: no "
+                          "named prepared statements (see docs/deployment.md, PgBouncer)",
     "cache_url": "redis://… to share the response cache between instances; without it, in memory",
     "pool_min": "smallest number of PostgreSQL connections kept open",
     "pool_max": "largest number of PostgreSQL connections",
@@ -145,7 +151,8 @@ HELP: dict[str, str] = {
 }
 
 
-UNPREFIXED = frozenset({"database_url", "cache_url"})  # the names operators already use
+# The names operators already use (DATABASE_LISTEN_URL beside DATABASE_URL).
+UNPREFIXED = frozenset({"database_url", "database_listen_url", "cache_url"})
 
 
 def env_name(field: str) -> str:

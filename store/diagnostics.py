@@ -81,20 +81,24 @@ async def plan_of(conn: asyncpg.Connection, sql: str) -> dict[str, Any] | None:
     if not explainable(sql):
         return None
     text = sql.strip().rstrip(";")
-    try:
-        await conn.execute(f"PREPARE {PREPARED} AS {text}")
-    except asyncpg.PostgresError:
-        return None  # e.g. a parameter whose type PostgreSQL cannot infer on its own
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            count = await conn.fetchval(PARAMETER_COUNT, PREPARED)
-            arguments = f"({', '.join(['NULL'] * count)})" if count else ""
-            raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}{arguments}")
-    except asyncpg.PostgresError:
-        return None
-    finally:
-        await conn.execute(f"DEALLOCATE {PREPARED}")
+    # One transaction from PREPARE to DEALLOCATE: behind PgBouncer in transaction mode only a
+    # transaction is sure to stay on one server connection.
+    async with conn.transaction():
+        try:
+            async with conn.transaction():  # a savepoint: a failed PREPARE leaves nothing behind
+                await conn.execute(f"PREPARE {PREPARED} AS {text}")
+        except asyncpg.PostgresError:
+            return None  # e.g. a parameter whose type PostgreSQL cannot infer on its own
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                count = await conn.fetchval(PARAMETER_COUNT, PREPARED)
+                arguments = f"({', '.join(['NULL'] * count)})" if count else ""
+                raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}{arguments}")
+        except asyncpg.PostgresError:
+            return None
+        finally:
+            await conn.execute(f"DEALLOCATE {PREPARED}")
     document = msgspec.json.decode(raw) if isinstance(raw, (str, bytes)) else raw
     return document[0]["Plan"]
 
