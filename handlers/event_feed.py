@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
 from server.auth import MANAGERS, requires
+from server.cache import min_seq
 from server.errors import ApiError
 from server.http import json_response, query_int, seq_headers
-from server.keys import POOL, RESTAURANT_ID, ROLE
+from server.keys import READS, RESTAURANT_ID, ROLE
 from server.openapi import Query, documented
 from server.realtime import messages
 from server.realtime.commands import channel_problem, needs_reset
@@ -51,28 +53,42 @@ def _channels(request: web.Request) -> list[str]:
 @documented(returns=EventPage, query=(Query("since", int), Query("epoch", str),
                                       Query("channels", str), Query("limit", int)))
 async def event_feed(request: web.Request) -> web.Response:
-    rid, pool = request[RESTAURANT_ID], request.app[POOL]
+    """The events after `since`; read on a replica when one is usable (the history is the same
+    there, up to the seq the page reports)."""
+    rid = request[RESTAURANT_ID]
     since = query_int(request, "since", required=True, high=2**62)
     limit = query_int(request, "limit", default=DEFAULT_LIMIT, low=1, high=MOST)
     channels = _channels(request)
-    where = await events.position(pool, rid)
-    epoch, seq = str(where["epoch"]), where["seq"]
-    given = request.query.get("epoch") or epoch
-    if needs_reset(given, since, epoch, seq, where["oldest"]):
+    given = request.query.get("epoch")
+
+    async def read_page(pool: asyncpg.Pool) -> tuple[tuple[asyncpg.Record, list | None], int]:
+        where = await events.position(pool, rid)
+        epoch = str(where["epoch"])
+        if needs_reset(given or epoch, since, epoch, where["seq"], where["oldest"]):
+            return (where, None), where["seq"]
+        return (where, await events.replay(pool, rid, since, channels, limit + 1)), where["seq"]
+
+    # The client has seen `since`: a replica behind it would wrongly answer 410, so it is at
+    # least as fresh a read as the client's own Min-Seq.
+    (where, rows), seq = await request.app[READS].run(read_page, max(min_seq(request), since))
+    epoch = str(where["epoch"])
+    if rows is None:
         raise ApiError(410, "reset_required",
                        f"the events after {since} are no longer all kept here (or the epoch "
                        "changed): read the current state, then follow from its seq",
                        [{"epoch": epoch, "seq": seq, "oldest_seq": where["oldest"]}])
-    rows = await events.replay(pool, rid, since, channels, limit + 1)
+    return json_response(_page(epoch, seq, since, rows, limit), headers=seq_headers(seq))
+
+
+def _page(epoch: str, seq: int, since: int, rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
     page = rows[:limit]
     items = [msgspec.Raw(messages.event(row["seq"], row["channel"], row["name"],
                                         row["at"].isoformat(), messages.raw(row["data"])))
              for row in page]
-    body = {"epoch": epoch, "seq": seq, "items": items,
+    return {"epoch": epoch, "seq": seq, "items": items,
             # Past a full page, the next one starts after its last event; otherwise every
             # event up to `seq` on these channels is in this page (all committed before it
             # was read), so a feed of quiet channels moves on too.
             "next_since": page[-1]["seq"] if len(rows) > limit
             else max([seq, since] + [row["seq"] for row in page[-1:]]),
             "more": len(rows) > limit}
-    return json_response(body, headers=seq_headers(seq))

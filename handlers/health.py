@@ -11,7 +11,7 @@ from server.auth import MANAGERS, public, requires
 from server.cache import KINDS
 from server.errors import forbidden, not_found
 from server.http import decode, json_response
-from server.keys import CACHE, CONFIG, HUB, POOL, PRINCIPAL, QUERY_LOG
+from server.keys import CACHE, CONFIG, HUB, POOL, PRINCIPAL, QUERY_LOG, READS
 from server.metrics import (
     METRICS,
     CachePerf,
@@ -43,11 +43,29 @@ class PoolStats(msgspec.Struct, frozen=True):
     max: int
 
 
+class ReplicaHealth(msgspec.Struct, frozen=True):
+    name: str  # host:port/database
+    up: bool  # reachable, as of the last probe or read
+    lag_seconds: float | None  # as of the last probe (each second); None while down
+    usable: bool  # up and no further behind than read_max_lag_seconds
+    served: int  # reads answered here since start
+    failed: int  # reads that failed here and were answered by the primary
+
+
+class ReadsHealth(msgspec.Struct, frozen=True):
+    """The reads that may use a replica (menu on a cache miss, reports, availability, events)."""
+    by_replicas: int
+    by_primary: dict[str, int]  # why: no_replica, min_seq (a replica behind it), replica_error
+    replica_share: float | None  # of those reads, since start
+    replicas: list[ReplicaHealth]
+
+
 class DatabaseHealth(msgspec.Struct, frozen=True):
     status: str
     round_trip_ms: float
     server_version: str
     pool: PoolStats
+    reads: ReadsHealth
 
 
 @routes.get("/api/health")
@@ -72,7 +90,20 @@ async def database_health(request: web.Request) -> web.Response:
         status="ok", round_trip_ms=round(round_trip_ms, 3),
         server_version=f"{version.major}.{version.minor}",
         pool=PoolStats(size=size, idle=idle, in_use=size - idle, min=pool.get_min_size(),
-                       max=pool.get_max_size())))
+                       max=pool.get_max_size()),
+        reads=reads_health(request)))
+
+
+def reads_health(request: web.Request) -> ReadsHealth:
+    reads = request.app[READS]
+    by_replicas, by_primary = reads.served_by_replicas, dict(reads.on_primary)
+    total = by_replicas + sum(by_primary.values())
+    return ReadsHealth(
+        by_replicas=by_replicas, by_primary=by_primary,
+        replica_share=round(by_replicas / total, 4) if total and reads.replicas else None,
+        replicas=[ReplicaHealth(name=r.name, up=r.up, lag_seconds=r.lag_seconds,
+                                usable=r.usable(reads.max_lag), served=r.served, failed=r.failed)
+                  for r in reads.replicas])
 
 
 class RealtimeHealth(msgspec.Struct, frozen=True):

@@ -7,9 +7,9 @@ import asyncpg
 from aiohttp import web
 
 from server.auth import ANY_ROLE, KITCHEN, MANAGERS, requires
-from server.cache import MENU
+from server.cache import MENU, min_seq
 from server.http import decode, expected_version, path_id, written
-from server.keys import CACHE, POOL, RESTAURANT_ID
+from server.keys import CACHE, POOL, READS, RESTAURANT_ID
 from server.openapi import documented
 from store import menu
 
@@ -21,9 +21,14 @@ BASE = "/api/v1/restaurants/{rid}/menu"
 @requires(ANY_ROLE, scope="read")
 @documented(returns=menu.Menu)
 async def get_menu(request: web.Request) -> web.Response:
-    """The whole tree, from the response cache (ETag; 304 on If-None-Match)."""
+    """The whole tree, from the response cache (ETag; 304 on If-None-Match); a miss is read
+    on a replica when one is usable."""
     rid = request[RESTAURANT_ID]
-    return await request.app[CACHE].answer(request, rid, MENU, "", partial(menu_body, request.app[POOL], rid))
+    cache, reads = request.app[CACHE], request.app[READS]
+    # At least as new as the last change the cache knows of, or the answer could not be kept.
+    least = max(min_seq(request), cache.last_change(rid, MENU))
+    return await cache.answer(
+        request, rid, MENU, "", lambda: reads.run(partial(menu_body, rid=rid), least))
 
 
 async def menu_body(pool: asyncpg.Pool, rid: int) -> tuple[bytes, int]:

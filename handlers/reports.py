@@ -8,9 +8,10 @@ from datetime import date
 from aiohttp import hdrs, web
 
 from server.auth import MANAGERS, requires
+from server.cache import min_seq
 from server.errors import ApiError
 from server.http import json_response, query_date, seq_headers
-from server.keys import CONFIG, POOL, RESTAURANT_ID
+from server.keys import CONFIG, READS, RESTAURANT_ID
 from server.openapi import Query, documented
 from store import reports
 
@@ -65,8 +66,9 @@ async def daily(request: web.Request) -> web.Response:
     tickets, waitlist quoted vs actual wait, reservations and no-shows; CSV (one row a day,
     the day-level figures) with `Accept: text/csv`. Read from the daily rollups."""
     first, last = _span(request)
-    report, seq = await reports.daily(request.app[POOL], request[RESTAURANT_ID], first, last,
-                                      request.app[CONFIG].order_retention_days)
+    rid, kept_days = request[RESTAURANT_ID], request.app[CONFIG].order_retention_days
+    report, seq = await request.app[READS].run(
+        lambda pool: reports.daily(pool, rid, first, last, kept_days), min_seq(request))
     return _answer(request, report, seq, report.days, CSV_COLUMNS,
                    f"daily-{first.isoformat()}-{last.isoformat()}.csv")
 
@@ -80,6 +82,8 @@ async def hourly(request: web.Request) -> web.Response:
     `Accept: text/csv`."""
     day = query_date(request, "date", required=True)
     assert day is not None
-    report, seq = await reports.hourly(request.app[POOL], request[RESTAURANT_ID], day)
+    rid = request[RESTAURANT_ID]
+    report, seq = await request.app[READS].run(lambda pool: reports.hourly(pool, rid, day),
+                                               min_seq(request))
     return _answer(request, report, seq, report.hours, HOUR_COLUMNS,
                    f"hourly-{day.isoformat()}.csv")

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from aiohttp import web
 
 from server.auth import FRONT_OF_HOUSE, HOSTS, requires
-from server.cache import AVAILABILITY
+from server.cache import AVAILABILITY, min_seq
 from server.http import (
     decode,
     encode,
@@ -20,7 +20,7 @@ from server.http import (
     query_int,
     written,
 )
-from server.keys import CACHE, POOL, RESTAURANT_ID
+from server.keys import CACHE, POOL, READS, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
 from store import reservations
 from store.pages import Key, decode_cursor
@@ -98,9 +98,12 @@ async def seat_reservation(request: web.Request) -> web.Response:
 async def availability(request: web.Request) -> web.Response:
     day = query_date(request, "date", required=True)
     size = query_int(request, "size", low=1, high=100, required=True)
-    rid = request[RESTAURANT_ID]
+    rid, cache = request[RESTAURANT_ID], request.app[CACHE]
+    # At least as new as the last change the cache knows of, or the answer could not be kept.
+    least = max(min_seq(request), cache.last_change(rid, AVAILABILITY))
 
     async def compute() -> tuple[bytes, int]:
-        slots, seq = await reservations.availability(request.app[POOL], rid, day, size)
+        slots, seq = await request.app[READS].run(
+            lambda pool: reservations.availability(pool, rid, day, size), least)
         return encode(slots), seq
-    return await request.app[CACHE].answer(request, rid, AVAILABILITY, f"{day}:{size}", compute)
+    return await cache.answer(request, rid, AVAILABILITY, f"{day}:{size}", compute)

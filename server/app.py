@@ -59,6 +59,7 @@ from server.keys import (
     POOL,
     QUERY_LOG,
     RATE_LIMITS,
+    READS,
     REVOCATIONS,
     OpenApi,
 )
@@ -76,6 +77,7 @@ from server.webhooks import delivering_webhooks
 from store import restaurants as restaurant_store
 from store.migrate import apply_migrations
 from store.pool import DATABASE_ERRORS, create_pool, unset_timeouts
+from store.replicas import Reads, Replica, read_urls
 from store.seed import seed_demo_if_empty
 
 log = logging.getLogger("serveline")
@@ -134,6 +136,26 @@ async def database(app: web.Application) -> AsyncIterator[None]:
             app[DEMO_PASSWORD] = password
     yield
     await app[POOL].close()
+
+
+async def read_replicas(app: web.Application) -> AsyncIterator[None]:
+    """A small pool per read replica and the probe that measures their lag (docs/deployment.md,
+    Read replicas); with none configured, the reads that could use one stay on the primary."""
+    config = app[CONFIG]
+    replicas = [Replica(url, await create_pool(
+        url, min_size=0, max_size=config.read_pool_max,  # min 0: a replica down at start is no failure
+        statement_timeout_ms=config.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=config.idle_in_transaction_timeout_ms,
+        lock_timeout_ms=config.lock_timeout_ms, query_logger=app[QUERY_LOG].record))
+        for url in read_urls(config.database_read_urls)]
+    reads = app[READS] = Reads(app[POOL], replicas, config.read_max_lag_seconds)
+    probing = asyncio.create_task(reads.probing()) if replicas else None
+    yield
+    if probing is not None:
+        probing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probing
+    await reads.close()
 
 
 async def realtime(app: web.Application) -> AsyncIterator[None]:
@@ -206,6 +228,7 @@ def create_app(config: Config) -> web.Application:
                                         config.login_failures_before_delay,
                                         app[RATE_LIMITS].login_counters)
     app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(read_replicas)
     app.cleanup_ctx.append(realtime)
     app.cleanup_ctx.append(caching)
     app.cleanup_ctx.append(rate_limiting)

@@ -158,6 +158,10 @@ class ResponseCache:
                 if seq > self.changed_at.get(key, 0):
                     self.changed_at[key] = seq
 
+    def last_change(self, restaurant_id: int, kind: Kind) -> int:
+        """The seq an entry of this kind must reflect to be kept (a replica's read may be older)."""
+        return self.changed_at.get((restaurant_id, kind.name), 0)
+
     def _fresh(self, restaurant_id: int, kind: Kind, entry: Entry, min_seq: int = 0) -> bool:
         return (self.synced and entry.seq >= min_seq
                 and entry.seq >= self.changed_at.get((restaurant_id, kind.name), 0))
@@ -168,14 +172,14 @@ class ResponseCache:
                      compute: Compute) -> web.Response:
         """The cached answer if fresh, else computed, stored and answered; 304 on a matching ETag."""
         full_key = f"{self.namespace(restaurant_id, kind)}:{key}"
-        min_seq = _min_seq(request)
+        least = min_seq(request)
         near = self._near.get(full_key)
         entry = near[0] if near is not None and near[1] > time.monotonic() else None
-        if entry is None or not self._fresh(restaurant_id, kind, entry, min_seq):
+        if entry is None or not self._fresh(restaurant_id, kind, entry, least):
             entry = await self._get(full_key)  # another instance may have stored a newer one
             if entry is not None:
                 self._keep_near(full_key, entry, kind)
-        if entry is not None and self._fresh(restaurant_id, kind, entry, min_seq):
+        if entry is not None and self._fresh(restaurant_id, kind, entry, least):
             self.hits[restaurant_id, kind.name] += 1
         else:
             self.misses[restaurant_id, kind.name] += 1
@@ -262,7 +266,8 @@ async def _following_writes(request: web.Request, handler: Handler) -> web.Strea
                 follower(restaurant_id, seq, families)
 
 
-def _min_seq(request: web.Request) -> int:
+def min_seq(request: web.Request) -> int:
+    """The seq the client's answer must reflect at least (`X-Serveline-Min-Seq`; 0 without)."""
     raw = request.headers.get(MIN_SEQ_HEADER, "")
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 0
 

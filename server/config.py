@@ -23,6 +23,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     database_listen_url: str | None = None
     database_pgbouncer: bool = False
+    database_read_urls: str = ""
+    read_pool_max: int = 5
+    read_max_lag_seconds: float = 10.0
     cache_url: str | None = None
     pool_min: int = 2
     pool_max: int = 10
@@ -88,6 +91,11 @@ HELP: dict[str, str] = {
                            "connection and the migrations' session lock; unset: the database URL",
     "database_pgbouncer": "the database URL is a PgBouncer in transaction pooling mode: no "
                           "named prepared statements (see docs/deployment.md, PgBouncer)",
+    "database_read_urls": "PostgreSQL URLs of streaming replicas, comma-separated, for the reads "
+                          "that tolerate lag (menu, reports, availability, events feed; see "
+                          "docs/deployment.md, Read replicas); unset: all reads on the primary",
+    "read_pool_max": "largest number of connections to each read replica",
+    "read_max_lag_seconds": "a replica further behind than this is skipped until it catches up",
     "cache_url": "redis://… to share the response cache between instances; without it, in memory",
     "pool_min": "smallest number of PostgreSQL connections kept open",
     "pool_max": "largest number of PostgreSQL connections",
@@ -152,10 +160,13 @@ HELP: dict[str, str] = {
 
 
 # The names operators already use (DATABASE_LISTEN_URL beside DATABASE_URL).
-UNPREFIXED = frozenset({"database_url", "database_listen_url", "cache_url"})
+UNPREFIXED = frozenset({"database_url", "database_listen_url", "database_read_urls", "cache_url"})
+SPELLED = {"database_read_urls": "DATABASE_READ_URL"}  # beside DATABASE_URL, in the singular
 
 
 def env_name(field: str) -> str:
+    if field in SPELLED:
+        return SPELLED[field]
     return field.upper() if field in UNPREFIXED else ENV_PREFIX + field.upper()
 
 

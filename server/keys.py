@@ -10,6 +10,7 @@ from aiohttp import web
 from server.auth import LoginThrottle, Passwords
 from server.config import Config
 from store.credentials import Principal
+from store.replicas import Reads
 
 if TYPE_CHECKING:
     from server.cache import ResponseCache
@@ -34,6 +35,7 @@ REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 CACHE: web.AppKey[ResponseCache] = web.AppKey("cache")
 CREDENTIALS: web.AppKey[Credentials] = web.AppKey("credentials")
 POOL = web.AppKey("pool", asyncpg.Pool)
+READS = web.AppKey("reads", Reads)  # the primary, or a read replica, for reads that tolerate lag
 PASSWORDS = web.AppKey("passwords", Passwords)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 RATE_LIMITS: web.AppKey[RateLimits] = web.AppKey("rate_limits")

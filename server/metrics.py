@@ -34,8 +34,9 @@ from server.alerts import Figures
 from server.auth import Handler, public
 from server.config import Config
 from server.errors import forbidden, unauthorized
-from server.keys import CACHE, CONFIG, HUB, POOL, QUERY_LOG
+from server.keys import CACHE, CONFIG, HUB, POOL, QUERY_LOG, READS
 from server.querylog import RING, QueryLog, percentile
+from store.replicas import Reads
 
 if TYPE_CHECKING:
     from server.cache import ResponseCache
@@ -276,6 +277,8 @@ class AppCollector(Collector):
             yield from _pool_families(app[POOL])
         if CACHE in app:
             yield from _cache_families(app[CACHE])
+        if READS in app and app[READS].replicas:
+            yield from _read_families(app[READS])
         yield from _sql_families(app[QUERY_LOG])
 
 
@@ -324,6 +327,27 @@ def _cache_families(cache: ResponseCache) -> Iterable[Metric]:
         for kind, n in sorted(by_kind.items()):
             family.add_metric([kind], n)
         yield family
+
+
+def _read_families(reads: Reads) -> Iterable[Metric]:
+    served = CounterMetricFamily("serveline_replica_reads",
+                                 "Reads that may use a replica, by where they were answered "
+                                 "(primary: why)", labels=["served_by", "reason"])
+    for replica in reads.replicas:
+        served.add_metric([replica.name, ""], replica.served)
+    for reason, n in sorted(reads.on_primary.items()):
+        served.add_metric(["primary", reason], n)
+    yield served
+    lag = GaugeMetricFamily("serveline_replica_lag_seconds",
+                            "Replica lag as of the last probe (absent while down)", labels=["replica"])
+    up = GaugeMetricFamily("serveline_replica_up", "1 when the replica is reachable",
+                           labels=["replica"])
+    for replica in reads.replicas:
+        up.add_metric([replica.name], 1 if replica.up else 0)
+        if replica.lag_seconds is not None:
+            lag.add_metric([replica.name], replica.lag_seconds)
+    yield lag
+    yield up
 
 
 def _sql_families(query_log: QueryLog) -> Iterable[Metric]:
