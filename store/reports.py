@@ -258,12 +258,16 @@ WHERE u.day IS NULL OR (u.through_seq < r.seq AND ($4 = 0 OR d.day > r.today - $
       AND v.starts_at < (d.day + 1)::timestamp AT TIME ZONE r.timezone
       AND v.status_changed_at > u.computed_at)))"""
 
+# The seq the answer reflects: the restaurant's, unless today's or yesterday's rollup (the days
+# a write can still change) was made before it. An older day, once rolled up fresh by the
+# rule above, has not changed since, whatever seq it was made at.
 READ = """
-SELECT r.seq, json_build_object('timezone', r.timezone, 'currency', r.currency, 'days',
+SELECT json_build_object('timezone', r.timezone, 'currency', r.currency, 'days',
     coalesce((SELECT json_agg(u.figures ORDER BY u.day) FROM daily_rollups u
               WHERE u.restaurant_id = $1 AND u.day BETWEEN $2 AND $3), '[]'))::text AS report,
-    (SELECT min(through_seq) FROM daily_rollups u
-     WHERE u.restaurant_id = $1 AND u.day BETWEEN $2 AND $3) AS through_seq
+    least(r.seq, (SELECT min(through_seq) FROM daily_rollups u
+                  WHERE u.restaurant_id = $1 AND u.day BETWEEN $2 AND $3
+                    AND u.day >= (now() AT TIME ZONE r.timezone)::date - 1)) AS through_seq
 FROM restaurants r WHERE r.id = $1"""
 
 MISSING = """
