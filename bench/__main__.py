@@ -21,11 +21,11 @@ from typing import Any
 
 import uvloop
 
-from bench import busy, history, http, observability, report, servers, ws
+from bench import busy, history, http, observability, replica, report, servers, ws
 from bench.servers import Bench, Failed
 
 SCENARIOS = {**ws.SCENARIOS, **observability.SCENARIOS, **http.SCENARIOS, **busy.SCENARIOS,
-             **history.SCENARIOS}  # a new module's scenarios join here
+             **history.SCENARIOS, **replica.SCENARIOS}  # a new module's scenarios join here
 
 # figure: (unit, comparison, target); figures without a target are context, never judged.
 FIGURES: dict[str, tuple[str, str | None, float | None]] = {
@@ -70,6 +70,12 @@ FIGURES: dict[str, tuple[str, str | None, float | None]] = {
     "ratio_open_tickets_vs_db_after": ("x", None, None),
     "history_hot_read_ratio": ("x", ">=", 0.9),  # after / before, the worse of the two reads
     "history_seed_rows_per_s": ("rows/s", None, None),
+    "replica_read_share": ("%", None, None),
+    "replica_lag_max_s": ("s", None, None),
+    "replica_lag_p50_s": ("s", None, None),
+    "replica_min_seq_fallbacks": ("reads", None, None),
+    "replica_read_your_writes_violations": ("reads", "<=", 0),
+    "replica_reads_per_s": ("requests/s", None, None),
 }
 
 
