@@ -128,8 +128,8 @@ async def _writer(door, bodies: list[bytes], tally: Tally, until: float, n: int)
 async def _reader(door, tally: Tally, until: float, n: int) -> None:
     today = date.today()
     since = 0
-    # The daily report over today alone: over a span, its seq is the least of its days' rollups,
-    # and a past day's rollup is final (its seq stays where it was made): see _week_check.
+    # The daily report over today; a span of past days is checked once after the load
+    # (_week_check).
     paths = [f"/reports/daily?from={today}&to={today}",
              f"/reports/hourly?date={today}", f"/availability?date={today}&size=2", None]
     checked = n % 2 == 0
