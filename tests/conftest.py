@@ -152,6 +152,15 @@ def base(rid: int) -> str:
 
 
 @pytest.fixture
+async def feed_key(client: TestClient, tokens: Callable, base: str) -> dict[str, str]:
+    """An API key of the `events` scope (an integration polling the events feed)."""
+    response = await client.post(base + "/api-keys", headers=bearer(await tokens("owner")),
+                                 json={"name": "accounting", "scopes": ["events"]})
+    assert response.status == 201, await response.text()
+    return bearer((await response.json())["key"])
+
+
+@pytest.fixture
 async def server(tokens: Callable) -> dict[str, str]:
     return bearer(await tokens("server"))
 

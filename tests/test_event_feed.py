@@ -5,14 +5,6 @@ import pytest
 from conftest import bearer, error_of
 
 
-@pytest.fixture
-async def feed_key(client, tokens, base):
-    response = await client.post(base + "/api-keys", headers=bearer(await tokens("owner")),
-                                 json={"name": "accounting", "scopes": ["events"]})
-    assert response.status == 201, await response.text()
-    return bearer((await response.json())["key"])
-
-
 async def place_orders(client, base, server, menu, count):
     for _ in range(count):
         response = await client.post(base + "/orders", headers=server, json={

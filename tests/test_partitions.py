@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-from conftest import bearer, error_of
+from conftest import error_of
 
 from server.keys import POOL
 from store import partitions
@@ -19,14 +18,6 @@ async def month_names(db) -> list[str]:
 
 def this_month(n: int = 0) -> datetime:
     return partitions.add_months(partitions.month_start(datetime.now(UTC)), n)
-
-
-@pytest.fixture
-async def feed_key(client, tokens, base):
-    response = await client.post(base + "/api-keys", headers=bearer(await tokens("owner")),
-                                 json={"name": "accounting", "scopes": ["events"]})
-    assert response.status == 201, await response.text()
-    return bearer((await response.json())["key"])
 
 
 async def test_the_log_is_partitioned_by_month_with_months_made_ahead(client, db):
