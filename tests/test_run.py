@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,25 +13,13 @@ import aiohttp
 import asyncpg
 import psutil
 import pytest
+from faults.processes import environment, free_port
 
 from store.migrate import available
 from store.pool import with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SERVELINE_") and k != "DATABASE_URL"}
-    env.update(extra)
-    return env
 
 
 class Server:
