@@ -23,6 +23,16 @@ class TicketItem(msgspec.Struct, frozen=True):
     note: str
     course: int
     status: str
+    seat: int | None
+    fire_at: datetime | None  # a held line's time to go to the cook
+
+
+class TicketChange(msgspec.Struct, frozen=True):
+    at: datetime
+    kind: Literal["added", "voided", "note", "qty", "moved"]
+    item_id: int
+    name: str
+    text: str
 
 
 class Ticket(msgspec.Struct, frozen=True):
@@ -35,6 +45,8 @@ class Ticket(msgspec.Struct, frozen=True):
     started_at: datetime | None
     bumped_at: datetime | None
     recalled_at: datetime | None
+    changed_at: datetime | None
+    changes: list[TicketChange]
     version: int
     table_id: int | None
     table_label: str | None
@@ -48,11 +60,11 @@ class Ticket(msgspec.Struct, frozen=True):
 # read from (order_items, or the lines a statement has just written).
 TICKET_JSON_OF = """(SELECT to_json(t) FROM (SELECT
     k.id, k.order_id, k.station, k.course, k.status, k.fired_at, k.started_at, k.bumped_at,
-    k.recalled_at, k.version, o.table_id, dt.label AS table_label, u.name AS server_name,
+    k.recalled_at, k.changed_at, k.changes, k.version, o.table_id, dt.label AS table_label, u.name AS server_name,
     o.guests, o.note AS order_note,
     (SELECT coalesce(json_agg(line ORDER BY line.id), '[]')
      FROM (SELECT oi.id, oi.menu_item_id, oi.name, oi.qty, oi.modifiers, oi.note, oi.course,
-                  oi.status
+                  oi.status, oi.seat, oi.fire_at
            FROM {items} oi WHERE oi.restaurant_id = k.restaurant_id AND oi.ticket_id = k.id) line
     ) AS items) t)"""
 TICKET_JSON = TICKET_JSON_OF.format(items="order_items")

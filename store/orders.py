@@ -19,7 +19,7 @@ Qty = Annotated[int, msgspec.Meta(ge=1, le=99)]
 Course = Annotated[int, msgspec.Meta(ge=1, le=9)]
 Note = Annotated[str, msgspec.Meta(max_length=300)]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint key: larger is a 422, not a 500
-ItemStatus = Literal["new", "fired", "cooking", "ready", "served", "void"]
+ItemStatus = Literal["new", "held", "fired", "cooking", "ready", "served", "void"]
 
 
 class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -88,6 +88,8 @@ class OrderItem(msgspec.Struct, frozen=True):
     voided_at: datetime | None
     void_reason: str | None
     version: int
+    seat: int | None
+    fire_at: datetime | None  # a held line's time to go to the cook
 
 
 class Order(msgspec.Struct, frozen=True):
@@ -113,7 +115,7 @@ class Order(msgspec.Struct, frozen=True):
 ORDER_ITEM_COLUMNS = """oi.id, oi.menu_item_id, oi.name, oi.station, oi.qty, oi.unit_price_minor,
     oi.modifiers, oi.modifiers_minor, oi.line_total_minor, oi.note, oi.course, oi.status,
     oi.ticket_id, oi.created_at, oi.fired_at, oi.cooking_at, oi.ready_at, oi.served_at,
-    oi.voided_at, oi.void_reason, oi.version"""
+    oi.voided_at, oi.void_reason, oi.version, oi.seat, oi.fire_at"""
 
 # An order `o` beside its `lines` (below), as JSON.
 ORDER_JSON = """(SELECT to_json(t) FROM (SELECT
