@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import asyncpg
 import pytest
+from faults.fleet import sign_in
 from faults.processes import Cluster, RunPy, free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or (
@@ -22,7 +23,6 @@ PGBOUNCER = shutil.which("pgbouncer") or (
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(PGBOUNCER is None, reason="pgbouncer is not installed "
                                                            "(apt-get install pgbouncer)")]
-PASSWORD = "faults-demo-password"  # faults.processes.SERVER_ENV
 ORDERS = 20
 
 
@@ -122,12 +122,8 @@ async def test_serves_orders_and_events_behind_pgbouncer_in_transaction_mode(tmp
         await server.wait_ready(timeout=30)
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
-            login = await (await http.post(server.url + "/api/v1/auth/login", json={
-                "email": "manager@demo.test", "password": PASSWORD})).json()
-            headers = {"Authorization": f"Bearer {login['token']}"}
-            base = f"{server.url}/api/v1/restaurants/{login['restaurants'][0]['id']}"
-            menu = await (await http.get(base + "/menu", headers=headers)).json()
-            item = menu["categories"][0]["items"][0]["id"]
+            site = await sign_in(http, server.url)
+            headers, base, item = {"Authorization": f"Bearer {site.manager}"}, site.base, site.items[0]
             ws = await http.ws_connect(base + "/ws", headers=headers)
             assert (await ws.receive_json(timeout=10))["type"] == "welcome"
             await ws.send_json({"type": "subscribe", "channels": ["orders"]})

@@ -15,10 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import asyncpg
 import pytest
+from faults.fleet import sign_in
 from faults.processes import Cluster, RunPy, free_port, stop_postgres
 
 pytestmark = pytest.mark.slow
-PASSWORD = "faults-demo-password"  # faults.processes.SERVER_ENV
 MAX_LAG = 2.0  # read_max_lag_seconds here: a paused replica is skipped after two seconds
 
 
@@ -93,10 +93,8 @@ async def test_reads_use_the_replica_and_fall_back_to_the_primary(tmp_path):
         await server.wait_ready(timeout=30)
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            login = await (await http.post(server.url + "/api/v1/auth/login", json={
-                "email": "manager@demo.test", "password": PASSWORD})).json()
-            headers = {"Authorization": f"Bearer {login['token']}"}
-            base = f"{server.url}/api/v1/restaurants/{login['restaurants'][0]['id']}"
+            site = await sign_in(http, server.url)
+            headers, base = {"Authorization": f"Bearer {site.manager}"}, site.base
             hourly = f"{base}/reports/hourly?date={date.today().isoformat()}"
 
             async def reads() -> dict:
