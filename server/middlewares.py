@@ -18,13 +18,22 @@ from server.errors import HTTP_CODES, ApiError, error_response, forbidden, unaut
 from server.identity import identify, restaurant_role
 from server.keys import PRINCIPAL, QUERY_LOG, REQUEST_ID, RESTAURANT_ID, ROLE
 from store.credentials import Principal
-from store.errors import StoreError
+from store.errors import (
+    BadCursor,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Stale,
+    StoreError,
+)
 
 log = logging.getLogger("serveline.http")
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-STORE_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 422,
-                "precondition_failed": 412, "invalid_cursor": 400}
+# A store error's status follows its kind (its class), whatever its more precise code.
+STORE_STATUS = ((NotFound, 404), (Conflict, 409), (Forbidden, 403), (Invalid, 422), (Stale, 412),
+                (BadCursor, 400))
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Connection-level failures, so try again shortly: the database is down or restarting, short of
 # connections, disk or memory (SQLSTATE class 53), or a pooled connection it had just ended was
@@ -109,7 +118,8 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     if isinstance(exc, StoreError):
-        return error_response(STORE_STATUS.get(exc.code, 400), exc.code, exc.message, exc.details)
+        status = next((status for kind, status in STORE_STATUS if isinstance(exc, kind)), 400)
+        return error_response(status, exc.code, exc.message, exc.details)
     if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock or serialization failure
         log.warning("%s on %s %s [%s]", type(exc).__name__, request.method, request.path,
                     request.get(REQUEST_ID))

@@ -5,10 +5,12 @@ from __future__ import annotations
 class StoreError(Exception):
     code = "bad_request"
 
-    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+    def __init__(self, message: str, details: list[dict] | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        if code is not None:  # a more precise code of the same kind (`pacing_limit`, a Conflict)
+            self.code = code
 
 
 class NotFound(StoreError):
