@@ -18,7 +18,7 @@ from server.http import (
 )
 from server.keys import POOL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
-from store import floor
+from store import floor, table_merges
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/restaurants/{rid}"
@@ -99,3 +99,28 @@ async def move_party(request: web.Request) -> web.Response:
     return written(*await floor.move_party(request.app[POOL], request[RESTAURANT_ID],
                                            path_id(request, "table_id"), body,
                                            expected_version(request)))
+
+
+# Merged tables (store/table_merges.py) -----------------------------------------------------
+
+
+@routes.post(BASE + "/tables/{table_id}/merge")
+@requires(FRONT_OF_HOUSE, scope="write")
+@documented(body=table_merges.MergeIn, returns=table_merges.Merged)
+async def merge_tables(request: web.Request) -> web.Response:
+    """Other tables join the party at this table: they take its status and their open orders'
+    lines move into its order. No ticket is written: the kitchen is not told again."""
+    body = await decode(request, table_merges.MergeIn)
+    return written(*await table_merges.merge(request.app[POOL], request[RESTAURANT_ID],
+                                             path_id(request, "table_id"), body,
+                                             expected_version(request)))
+
+
+@routes.post(BASE + "/tables/{table_id}/unmerge")
+@requires(FRONT_OF_HOUSE, scope="write")
+@documented(returns=table_merges.Merged)
+async def unmerge_tables(request: web.Request) -> web.Response:
+    """The tables merged into this one leave its party, dirty; its order stays here."""
+    return written(*await table_merges.unmerge(request.app[POOL], request[RESTAURANT_ID],
+                                               path_id(request, "table_id"),
+                                               expected_version(request)))

@@ -1,5 +1,8 @@
-"""Kitchen tickets: open tickets per station in fire order; start, bump, recall; item ready."""
+"""Kitchen tickets: open tickets per station in fire order; start, bump, recall; item ready;
+the tickets bumped within the recall window."""
 from __future__ import annotations
+
+from datetime import datetime
 
 from aiohttp import web
 
@@ -16,6 +19,7 @@ from server.http import (
 from server.keys import POOL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
 from store import kitchen
+from store.pages import Key, decode_cursor
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/restaurants/{rid}/kitchen/tickets"
@@ -35,6 +39,18 @@ def _station(request: web.Request) -> str | None:
 async def list_tickets(request: web.Request) -> web.Response:
     page, seq = await kitchen.list_open(request.app[POOL], request[RESTAURANT_ID],
                                         page_limit(request), after_id(request), _station(request))
+    return page_response(page, seq)
+
+
+@routes.get(BASE + "/recent")
+@requires(TICKET_READERS, scope="read")
+@documented(returns=Page[kitchen.Ticket], query=PAGING + (Query("station", str),))
+async def recent_tickets(request: web.Request) -> web.Response:
+    """Tickets bumped within the restaurant's recall_minutes, newest first."""
+    cursor = request.query.get("cursor")
+    page, seq = await kitchen.recently_bumped(
+        request.app[POOL], request[RESTAURANT_ID], page_limit(request),
+        decode_cursor(cursor, tuple[datetime, Key]) if cursor else None, _station(request))
     return page_response(page, seq)
 
 
@@ -72,6 +88,7 @@ async def bump_ticket(request: web.Request) -> web.Response:
 @requires(KITCHEN, scope="write")
 @documented(returns=kitchen.Ticket)
 async def recall_ticket(request: web.Request) -> web.Response:
+    """Back on the screen: any ticket bumped within the restaurant's recall_minutes."""
     return await _step(request, "recall")
 
 

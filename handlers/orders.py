@@ -1,11 +1,13 @@
 """Orders: create with items, add items, fire courses, void and serve items, close with payment."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiohttp import web
 
 from server.auth import SERVERS, requires
+from server.errors import ApiError
 from server.http import (
     SEQ_HEADER,
     after_id,
@@ -22,7 +24,7 @@ from server.http import (
 from server.idempotency import answers_in_store, key_of, replay
 from server.keys import POOL, PRINCIPAL, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
-from store import order_entry, orders
+from store import firing, order_edits, order_entry, orders, table_merges
 from store.idempotency import Stored
 from store.order_entry import Key
 
@@ -50,7 +52,7 @@ async def list_orders(request: web.Request) -> web.Response:
 async def create_order(request: web.Request) -> web.Response:
     key = await key_of(request)
     body = await decode(request, orders.OrderIn)
-    return _answer(key, await order_entry.create(
+    return _answer(key, await order_edits.create_order(
         request.app[POOL], request[RESTAURANT_ID], request[PRINCIPAL].user_id, body, key, KEPT), 201)
 
 
@@ -94,6 +96,34 @@ async def fire_course(request: web.Request) -> web.Response:
         expected_version(request), key, KEPT))
 
 
+# Courses held and fired by hand (a held course sends nothing until it is fired by hand).
+@routes.post(BASE + "/{order_id}/courses/{course}/hold")
+@requires(SERVERS, scope="write")
+@documented(returns=orders.Order)
+@answers_in_store
+async def hold_course(request: web.Request) -> web.Response:
+    return await _by_hand(request, firing.hold_course)
+
+
+@routes.post(BASE + "/{order_id}/courses/{course}/fire")
+@requires(SERVERS, scope="write")
+@documented(returns=orders.Order)
+@answers_in_store
+async def fire_course_by_hand(request: web.Request) -> web.Response:
+    return await _by_hand(request, firing.fire_course)
+
+
+async def _by_hand(request: web.Request, change: Callable[..., Awaitable[order_entry.Outcome]]
+                   ) -> web.Response:
+    key = await key_of(request)
+    try:
+        return _answer(key, await change(
+            request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"),
+            path_id(request, "course"), expected_version(request), key, KEPT))
+    except firing.CourseRefused as refused:
+        raise ApiError(409, refused.code, refused.message, refused.details) from None
+
+
 @routes.post(BASE + "/{order_id}/items/{item_id}/void")
 @requires(SERVERS, scope="write")
 @documented(body=orders.VoidIn, returns=orders.Order, body_required=False)
@@ -121,3 +151,44 @@ async def close_order(request: web.Request) -> web.Response:
     return written(*await orders.close(request.app[POOL], request[RESTAURANT_ID],
                                        path_id(request, "order_id"), body.payment,
                                        expected_version(request)))
+
+
+# Edits of a taken order (store/order_edits.py).
+
+
+@routes.patch(BASE + "/{order_id}/items/{item_id}")
+@requires(SERVERS, scope="write")
+@documented(body=order_edits.ItemPatch, returns=orders.Order)
+async def patch_order_item(request: web.Request) -> web.Response:
+    """Change a line's qty, note, course or seat; If-Match names the line's version."""
+    body = await decode(request, order_edits.ItemPatch)
+    return written(*await order_edits.patch_item(
+        request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"),
+        path_id(request, "item_id"), body, expected_version(request)))
+
+
+# Orders and lines moved to another table or order (store/table_merges.py) ------------------
+
+
+@routes.post(BASE + "/{order_id}/transfer")
+@requires(SERVERS, scope="write")
+@documented(body=table_merges.TransferIn, returns=orders.Order)
+async def transfer_order(request: web.Request) -> web.Response:
+    """The order goes to another table (free, or seated without an open order). Its tickets
+    stay as they are: nothing goes to the kitchen again."""
+    body = await decode(request, table_merges.TransferIn)
+    return written(*await table_merges.transfer_order(
+        request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"), body,
+        expected_version(request)))
+
+
+@routes.post(BASE + "/{order_id}/items/transfer")
+@requires(SERVERS, scope="write")
+@documented(body=table_merges.ItemsTransferIn, returns=table_merges.ItemsTransferred)
+async def transfer_items(request: web.Request) -> web.Response:
+    """Lines move to another open order, keeping their tickets and statuses (If-Match: this
+    order's version)."""
+    body = await decode(request, table_merges.ItemsTransferIn)
+    return written(*await table_merges.transfer_items(
+        request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"), body,
+        expected_version(request)))

@@ -20,9 +20,9 @@ from server.http import (
     query_int,
     written,
 )
-from server.keys import CACHE, POOL, READS, RESTAURANT_ID
+from server.keys import CACHE, POOL, PRINCIPAL, READS, RESTAURANT_ID
 from server.openapi import PAGING, Page, Query, documented
-from store import reservations
+from store import pacing, reservations
 from store.pages import Key, decode_cursor
 from store.waitlist import SeatIn
 
@@ -50,7 +50,9 @@ async def list_reservations(request: web.Request) -> web.Response:
 @documented(body=reservations.ReservationIn, returns=reservations.Reservation, status=201)
 async def create_reservation(request: web.Request) -> web.Response:
     body = await decode(request, reservations.ReservationIn)
-    return written(*await reservations.create(request.app[POOL], request[RESTAURANT_ID], body), 201)
+    made = await reservations.create(request.app[POOL], request[RESTAURANT_ID], body,
+                                     request[PRINCIPAL])
+    return written(*made, 201)
 
 
 @routes.get(BASE + "/reservations/{reservation_id}")
@@ -66,9 +68,10 @@ async def get_reservation(request: web.Request) -> web.Response:
 @documented(body=reservations.ReservationPatch, returns=reservations.Reservation)
 async def patch_reservation(request: web.Request) -> web.Response:
     body = await decode(request, reservations.ReservationPatch)
-    return written(*await reservations.patch(request.app[POOL], request[RESTAURANT_ID],
-                                             path_id(request, "reservation_id"), body,
-                                             expected_version(request)))
+    changed = await reservations.patch(request.app[POOL], request[RESTAURANT_ID],
+                                       path_id(request, "reservation_id"), body,
+                                       expected_version(request), request[PRINCIPAL])
+    return written(*changed)
 
 
 @routes.post(BASE + "/reservations/{reservation_id}/status")
@@ -101,9 +104,13 @@ async def availability(request: web.Request) -> web.Response:
     rid, cache = request[RESTAURANT_ID], request.app[CACHE]
     # At least as new as the last change the cache knows of, or the answer could not be kept.
     least = max(min_seq(request), cache.last_change(rid, AVAILABILITY))
+    # Tickets turn late with the clock, not with an event: the kitchen's state is read each
+    # time (one count) and is part of the cache key.
+    kitchen = await pacing.kitchen_state(request.app[POOL], rid)
 
     async def compute() -> tuple[bytes, int]:
         slots, seq = await request.app[READS].run(
-            lambda pool: reservations.availability(pool, rid, day, size), least)
+            lambda pool: reservations.availability(pool, rid, day, size, kitchen), least)
         return encode(slots), seq
-    return await cache.answer(request, rid, AVAILABILITY, f"{day}:{size}", compute)
+    key = f"{day}:{size}:{int(kitchen.behind)}:{kitchen.late_tickets}"
+    return await cache.answer(request, rid, AVAILABILITY, key, compute)

@@ -1,4 +1,4 @@
-"""The waitlist: add parties, notify them, seat them on a table, or see them leave; wait estimates."""
+"""The waitlist: add parties, tell them their table is ready, seat them, or see them leave; wait estimates."""
 from __future__ import annotations
 
 from typing import Literal
@@ -19,8 +19,9 @@ from server.http import (
     written,
 )
 from server.keys import POOL, RESTAURANT_ID
+from server.notify import notify_guest
 from server.openapi import PAGING, Page, Query, documented
-from store import waitlist
+from store import wait_estimate, waitlist
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/restaurants/{rid}/waitlist"
@@ -49,10 +50,10 @@ async def add_party(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/estimate")
 @requires(FRONT_OF_HOUSE, scope="read")
-@documented(returns=waitlist.Estimate, query=(Query("size", int, required=True),))
+@documented(returns=wait_estimate.Estimate, query=(Query("size", int, required=True),))
 async def estimate(request: web.Request) -> web.Response:
     size = query_int(request, "size", low=1, high=100, required=True)
-    return json_response(await waitlist.estimate(request.app[POOL], request[RESTAURANT_ID], size))
+    return json_response(await wait_estimate.estimate(request.app[POOL], request[RESTAURANT_ID], size))
 
 
 @routes.get(BASE + "/{party_id}")
@@ -77,9 +78,9 @@ async def patch_party(request: web.Request) -> web.Response:
 @requires(HOSTS, scope="write")
 @documented(returns=waitlist.Party)
 async def notify_party(request: web.Request) -> web.Response:
-    return written(*await waitlist.move(request.app[POOL], request[RESTAURANT_ID],
-                                        path_id(request, "party_id"), "notified",
-                                        expected_version(request)))
+    """Tell the party their table is ready (again, if already told), through the notifier."""
+    return written(*await notify_guest(request.app, request[RESTAURANT_ID],
+                                       path_id(request, "party_id"), expected_version(request)))
 
 
 @routes.post(BASE + "/{party_id}/seat")

@@ -19,6 +19,7 @@ from handlers import (
     alerts,
     api_keys,
     auth,
+    checks,
     dashboard,
     devices,
     docs,
@@ -65,6 +66,7 @@ from server.keys import (
 )
 from server.metrics import alert_figures, record_requests, setup_metrics
 from server.middlewares import authenticate, errors, request_id
+from server.notify import following_deliveries
 from server.openapi import build_spec
 from server.proxy import from_proxy
 from server.querylog import QueryLog
@@ -74,6 +76,7 @@ from server.realtime.presence import presence
 from server.realtime.revocation import Revocations
 from server.security import allowed_origins, cors_preflight, security_headers
 from server.webhooks import delivering_webhooks
+from store import firing
 from store import restaurants as restaurant_store
 from store.migrate import apply_migrations
 from store.pool import DATABASE_ERRORS, create_pool, unset_timeouts
@@ -84,7 +87,7 @@ log = logging.getLogger("serveline")
 
 ROUTE_MODULES = (health, auth, restaurants, staff, devices, api_keys, alerts, floor, menu, waitlist,
                  reservations, orders, kitchen, dashboard, reports, ops, docs, ws, event_feed, pages,
-                 pairing, webhooks)
+                 pairing, webhooks, checks)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -202,6 +205,15 @@ async def caching(app: web.Application) -> AsyncIterator[None]:
     await cache.close()
 
 
+async def firing_held_lines(app: web.Application) -> AsyncIterator[None]:
+    """Held lines go to the cook at their fire_at (store/firing.py; safe in every process)."""
+    task = asyncio.create_task(firing.keep_firing(app[POOL]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def say_goodbye(app: web.Application) -> None:
     """On shutdown, before waiting for handlers: ask every socket to reconnect elsewhere, later."""
     if HUB in app:
@@ -233,9 +245,11 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(caching)
     app.cleanup_ctx.append(rate_limiting)
     app.cleanup_ctx.append(housekeeping)
+    app.cleanup_ctx.append(firing_held_lines)
     app.cleanup_ctx.append(presence)
     app.cleanup_ctx.append(watching(alert_figures))
     app.cleanup_ctx.append(delivering_webhooks)  # after the hub: commits wake it
+    app.cleanup_ctx.append(following_deliveries)  # guest messages' outcomes onto parties
     setup_metrics(app, config)  # after the hub's cleanup context: it hooks into the hub
     app.on_shutdown.append(say_goodbye)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(ROOT / "templates"),

@@ -55,14 +55,18 @@ FROM alerts a
 WHERE a.restaurant_id = $1 AND ($3::bigint = 0 OR a.id < $3) AND (NOT $4 OR a.cleared_at IS NULL)
 ORDER BY a.id DESC LIMIT $2 + 1""")
 
+# A ticket is late at its station's own red (settings.station_thresholds), else the restaurant's.
+STATION_RED = f"""coalesce((r.settings #>> ARRAY['station_thresholds', k.station, 'red_minutes'])::int,
+                          {RED_MINUTES})"""
+
 LATE_TICKETS = f"""
 SELECT k.restaurant_id, k.id, k.station, dt.label, k.fired_at,
-       floor(extract(epoch FROM now() - k.fired_at) / 60)::int AS minutes, {RED_MINUTES} AS red
+       floor(extract(epoch FROM now() - k.fired_at) / 60)::int AS minutes, {STATION_RED} AS red
 FROM tickets k
 JOIN restaurants r ON r.id = k.restaurant_id
 JOIN orders o ON o.restaurant_id = k.restaurant_id AND o.id = k.order_id
 LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
-WHERE k.status <> 'bumped' AND k.fired_at <= now() - make_interval(mins => {RED_MINUTES})"""
+WHERE k.status <> 'bumped' AND k.fired_at <= now() - make_interval(mins => {STATION_RED})"""
 
 SCREENS = """
 SELECT restaurant_id, id, name, alert, last_seen_at FROM devices

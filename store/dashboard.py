@@ -99,6 +99,7 @@ WITH r AS (
            coalesce(sum((o.payment->>'total_minor')::bigint), 0) AS revenue,
            coalesce(sum((o.payment->>'tip_minor')::bigint), 0) AS tips
     FROM orders o, r WHERE o.restaurant_id = $1 AND o.status = 'closed' AND o.closed_at >= r.day_start
+      AND NOT o.payment ? 'merged_into'  -- emptied into another table's order
 )
 SELECT r.seq, json_build_object(
     'day_starts_at', r.day_start, 'covers', turns.covers, 'turns', turns.turns,

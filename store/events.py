@@ -34,11 +34,16 @@ NAMES = frozenset({
     "alert.raised", "alert.cleared",
     "area.created", "table.created", "table.updated", "table.status",
     "waitlist.added", "waitlist.updated", "reservation.created", "reservation.updated",
+    "guest.notify",
     "menu.category_created", "menu.item_created", "menu.item_updated", "menu.item_availability",
     "order.created", "order.items_added", "order.fired", "order.closed", "order.ready",
     "order.moved",
+    "table.merged", "table.unmerged", "order.merged", "order.transferred",
+    "order.items_transferred", "order.split", "check.paid", "ticket.moved",
+    "order.course_held", "ticket.held",
     "item.voided", "item.served", "item.ready",
     "ticket.fired", "ticket.started", "ticket.bumped", "ticket.recalled",
+    "item.updated", "ticket.changed",
 })
 
 # Writers of one restaurant queue for its counter on an advisory lock first: a lock's queue is

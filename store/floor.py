@@ -84,6 +84,8 @@ class Table(msgspec.Struct, frozen=True):
     seated_at: datetime | None  # when the current party sat down
     party_size: int | None
     version: int
+    merged_into: int | None = None  # the main table whose party this one has joined
+    merged_tables: list[int] = []  # tables joined to this one's party (store/table_merges.py)
 
 
 AREA_JSON = "json_build_object('id', a.id, 'name', a.name, 'sort', a.sort, 'version', a.version)"
@@ -92,7 +94,10 @@ TABLE_JSON = """json_build_object(
     'id', t.id, 'label', t.label, 'seats', t.seats, 'area_id', t.area_id, 'x', t.x, 'y', t.y,
     'shape', t.shape, 'status', t.status, 'status_changed_at', t.status_changed_at,
     'turn_id', t.turn_id, 'seated_at', tt.seated_at, 'party_size', tt.party_size,
-    'version', t.version)"""
+    'version', t.version, 'merged_into', t.merged_into,
+    'merged_tables', array(SELECT m.id FROM dining_tables m
+                           WHERE m.restaurant_id = t.restaurant_id AND m.merged_into = t.id
+                           ORDER BY m.id))"""
 
 TABLE_FROM = """dining_tables t
 LEFT JOIN table_turns tt ON tt.restaurant_id = t.restaurant_id AND tt.id = t.turn_id"""
@@ -132,13 +137,21 @@ WHERE restaurant_id = $1 AND id = $2 AND ($9::int IS NULL OR version = $9)
 RETURNING id"""
 
 # One statement moves a table one legal step and keeps its turn's timestamps:
-# seating opens a turn, each later step stamps it once, freeing closes it.
+# seating opens a turn, each later step stamps it once, freeing closes it. Tables merged into
+# it follow its status (they have no turn of their own); when its party leaves (dirty or free)
+# the merge ends. A table merged into another one does not move on its own.
 SET_STATUS = """
 WITH legal AS (
     SELECT t.id, t.turn_id FROM dining_tables t
     JOIN table_transitions tr ON tr.from_status = t.status AND tr.to_status = $3
     WHERE t.restaurant_id = $1 AND t.id = $2 AND ($4::int IS NULL OR t.version = $4)
+      AND t.merged_into IS NULL
     FOR NO KEY UPDATE OF t  -- orders' foreign keys still read the table meanwhile
+), followers AS (
+    UPDATE dining_tables m SET status = $3, status_changed_at = now(), version = m.version + 1,
+        merged_into = CASE WHEN $3 IN ('dirty', 'free') THEN NULL ELSE m.merged_into END
+    FROM legal WHERE m.restaurant_id = $1 AND m.merged_into = legal.id
+    RETURNING m.id
 ), new_turn AS (
     INSERT INTO table_turns (restaurant_id, table_id, party_size)
     SELECT $1, id, $5 FROM legal WHERE $3 = 'seated'
@@ -158,7 +171,7 @@ UPDATE dining_tables t SET status = $3, status_changed_at = now(), version = t.v
     turn_id = CASE WHEN $3 = 'seated' THEN (SELECT id FROM new_turn)
                    WHEN $3 IN ('free', 'blocked') THEN NULL ELSE t.turn_id END
 FROM legal WHERE t.restaurant_id = $1 AND t.id = legal.id
-RETURNING t.id"""
+RETURNING t.id, array(SELECT id FROM followers ORDER BY id) AS followers"""
 
 SEATED = ("seated", "ordering", "waiting_food", "eating", "paying")
 
@@ -169,7 +182,8 @@ MOVE_PARTY = f"""
 WITH src AS (
     SELECT t.id, t.status, t.turn_id FROM dining_tables t
     WHERE t.restaurant_id = $1 AND t.id = $2 AND t.status = ANY('{{{",".join(SEATED)}}}')
-      AND ($4::int IS NULL OR t.version = $4)
+      AND ($4::int IS NULL OR t.version = $4) AND t.merged_into IS NULL
+      AND NOT EXISTS (SELECT 1 FROM dining_tables m WHERE m.restaurant_id = $1 AND m.merged_into = t.id)
     FOR NO KEY UPDATE
 ), dst AS (
     SELECT t.id FROM dining_tables t
@@ -214,8 +228,11 @@ FOR NO KEY UPDATE SKIP LOCKED"""
 
 TABLE_SEATS = "SELECT seats FROM dining_tables WHERE restaurant_id = $1 AND id = $2"
 
+HAS_MERGED = """
+SELECT EXISTS (SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND merged_into = $2)"""
+
 WHY_NOT = """
-SELECT t.status, t.version,
+SELECT t.status, t.version, t.merged_into,
        array(SELECT to_status FROM table_transitions WHERE from_status = t.status ORDER BY 1) AS allowed
 FROM dining_tables t WHERE t.restaurant_id = $1 AND t.id = $2"""
 
@@ -299,14 +316,21 @@ async def patch_table(pool: asyncpg.Pool, rid: int, table_id: int, body: TablePa
 
 async def move_table(tx: events.Write, rid: int, table_id: int, status: str,
                      party_size: int | None = None, expected: int | None = None) -> msgspec.Raw:
-    """One legal step of a table's status inside a write; emits `table.status`."""
-    if await tx.conn.fetchval(SET_STATUS, rid, table_id, status, expected, party_size) is None:
+    """One legal step of a table's status inside a write; emits `table.status` (for the tables
+    merged into it too: they follow)."""
+    moved = await tx.conn.fetchrow(SET_STATUS, rid, table_id, status, expected, party_size)
+    if moved is None:
         await _stale_or_missing(tx.conn, rid, table_id, expected)
         row = await tx.conn.fetchrow(WHY_NOT, rid, table_id)
+        if row["merged_into"] is not None:
+            raise Conflict("this table is merged into another one: change that table, or unmerge",
+                           [{"merged_into": row["merged_into"]}])
         raise Conflict(f"a table cannot go from {row['status']} to {status}",
                        [{"status": row["status"], "allowed": list(row["allowed"])}])
     raw = await table_json(tx.conn, rid, table_id)
     tx.emit(rid, "floor", "table.status", {"table": raw})
+    for follower in moved["followers"]:
+        tx.emit(rid, "floor", "table.status", {"table": await table_json(tx.conn, rid, follower)})
     return raw
 
 
@@ -322,7 +346,12 @@ async def move_party(pool: asyncpg.Pool, rid: int, table_id: int, body: MoveIn,
     """The party at `table_id` moves to a free table with its open orders (409 when either
     table is not in a state for it, 412 on a stale version)."""
     async with events.write(pool) as tx:
-        row = await tx.conn.fetchrow(MOVE_PARTY, rid, table_id, body.to_table_id, expected)
+        await orders.refuse_second_order(tx.conn, rid, body.to_table_id, "$.to_table_id")
+        try:
+            row = await tx.conn.fetchrow(MOVE_PARTY, rid, table_id, body.to_table_id, expected)
+        except asyncpg.UniqueViolationError:  # an order opened at the free table meanwhile
+            raise Conflict("that table has just got an open order", [{"path": "$.to_table_id"}],
+                           code="table_has_open_order") from None
         if not row["moved"]:
             await _stale_or_missing(tx.conn, rid, table_id, expected)
             await _why_not_moved(tx.conn, rid, table_id, body.to_table_id)
@@ -341,6 +370,8 @@ async def move_party(pool: asyncpg.Pool, rid: int, table_id: int, body: MoveIn,
 
 async def _why_not_moved(conn: asyncpg.Connection, rid: int, table_id: int, to_id: int) -> None:
     source = await conn.fetchrow(WHY_NOT, rid, table_id)
+    if source["merged_into"] is not None or await conn.fetchval(HAS_MERGED, rid, table_id):
+        raise Conflict("a merged party cannot move: unmerge its tables first")
     if source["status"] not in SEATED:
         raise Conflict(f"no party sits at that table (it is {source['status']})",
                        [{"status": source["status"]}])

@@ -1,7 +1,8 @@
-"""Kitchen tickets: fired items grouped per station, started, bumped, recalled; item-level ready."""
+"""Kitchen tickets: fired items grouped per station, started, bumped, recalled within the
+restaurant's recall window; item-level ready; the recently bumped list."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -10,7 +11,9 @@ import msgspec
 from store import events
 from store.errors import Conflict, NotFound, Stale
 from store.pages import Page, fetch_page, paged
+from store.restaurants import Settings
 
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 TicketStatus = Literal["open", "started", "bumped"]
 
 
@@ -81,6 +84,24 @@ FROM {TICKET_FROM}
 WHERE k.restaurant_id = $1 AND k.status <> 'bumped' AND k.id > $3
   AND ($4::text IS NULL OR k.station = $4)
 ORDER BY k.id LIMIT $2 + 1""")
+
+# How long a bumped ticket can still be recalled: the restaurant's recall_minutes.
+RECALL_WINDOW = f"""make_interval(mins => (SELECT coalesce((r.settings->>'recall_minutes')::int,
+    {Settings().recall_minutes}) FROM restaurants r WHERE r.id = $1))"""
+
+# Tickets bumped within the recall window, newest first; `$3, $4`: the (bumped_at, id) the page
+# starts before. A ticket closed because every line was voided has nothing to recall.
+LIST_RECENT = paged(f"""
+SELECT {TICKET_JSON} AS j, json_build_array(k.bumped_at, k.id) AS cursor,
+       row_number() OVER (ORDER BY k.bumped_at DESC, k.id DESC) AS n
+FROM {TICKET_FROM}
+WHERE k.restaurant_id = $1 AND k.status = 'bumped' AND k.bumped_at > now() - {RECALL_WINDOW}
+  AND (k.bumped_at, k.id) < ($3::timestamptz, $4::bigint)
+  AND ($5::text IS NULL OR k.station = $5)
+  AND EXISTS (SELECT 1 FROM order_items oi WHERE oi.restaurant_id = k.restaurant_id
+              AND oi.ticket_id = k.id AND oi.status <> 'void')
+ORDER BY k.bumped_at DESC, k.id DESC LIMIT $2 + 1""")
+
 
 class PassItem(msgspec.Struct, frozen=True):
     id: int
@@ -156,11 +177,12 @@ WITH k AS (
 )
 SELECT count(*) FROM k"""
 
-RECALL = """
+RECALL = f"""
 WITH k AS (
     UPDATE tickets SET status = 'started', recalled_at = now(), bumped_at = NULL,
                        version = version + 1
     WHERE restaurant_id = $1 AND id = $2 AND status = 'bumped' AND ($3::int IS NULL OR version = $3)
+      AND bumped_at > now() - {RECALL_WINDOW}
     RETURNING id
 ), items AS (
     UPDATE order_items oi SET status = 'cooking', ready_at = NULL, version = oi.version + 1
@@ -174,7 +196,10 @@ STEPS = {"start": (START, "ticket.started", "open"),
          "bump": (BUMP, "ticket.bumped", "open or started"),
          "recall": (RECALL, "ticket.recalled", "bumped")}
 
-TICKET_STATE = "SELECT status, version, order_id FROM tickets WHERE restaurant_id = $1 AND id = $2"
+TICKET_STATE = f"""
+SELECT status, version, order_id, bumped_at <= now() - {RECALL_WINDOW} AS past_recall,
+       extract(epoch FROM {RECALL_WINDOW})::int / 60 AS recall_minutes
+FROM tickets WHERE restaurant_id = $1 AND id = $2"""
 
 OPEN_TICKETS_OF_ORDER = """
 SELECT count(*) FROM tickets WHERE restaurant_id = $1 AND order_id = $2 AND status <> 'bumped'"""
@@ -208,6 +233,17 @@ async def close_if_empty(tx: events.Write, rid: int, ticket_id: int) -> None:
             {"ticket": msgspec.Raw(ticket["ticket"].encode())})
 
 
+class RecallWindowPassed(Conflict):
+    code = "recall_window_passed"
+
+
+async def recently_bumped(pool: asyncpg.Pool, rid: int, limit: int,
+                          before: tuple[datetime, int] | None, station: str | None) -> tuple[Page, int]:
+    """Tickets bumped within the recall window, newest first: any of them can be recalled."""
+    before_at, before_id = before if before else (FAR_FUTURE, 2**63 - 1)
+    return await fetch_page(pool, LIST_RECENT, rid, limit, before_at, before_id, station)
+
+
 async def list_open(pool: asyncpg.Pool, rid: int, limit: int, after: int,
                     station: str | None) -> tuple[Page, int]:
     return await fetch_page(pool, LIST_OPEN, rid, limit, after, station)
@@ -225,6 +261,11 @@ async def _refused(conn: asyncpg.Connection, rid: int, ticket_id: int, expected:
     if expected is not None and row["version"] != expected:
         raise Stale(f"the ticket changed (now version {row['version']}); reload and retry",
                     [{"version": row["version"]}])
+    if allowed_from == "bumped" and row["past_recall"]:
+        raise RecallWindowPassed(
+            f"this ticket was bumped more than {row['recall_minutes']} minutes ago (the restaurant's "
+            "recall window); it can no longer be recalled",
+            [{"recall_minutes": row["recall_minutes"]}])
     raise Conflict(f"this needs a ticket that is {allowed_from}; it is {row['status']}",
                    [{"status": row["status"]}])
 

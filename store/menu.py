@@ -17,6 +17,7 @@ Delta = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 Station = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,30}$")]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a bigint key: larger is a 422, not a 500
 Sort = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]  # an integer column
+PrepSeconds = Annotated[int, msgspec.Meta(ge=0, le=14_400)]  # the cook's start to the pass, ≤ 4 h
 
 
 class CategoryIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -38,6 +39,7 @@ class ItemIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     available: bool = True
     sort: Sort = 0
     modifiers: Annotated[list[ModifierIn], msgspec.Meta(max_length=50)] = []
+    prep_seconds: PrepSeconds = 0
 
 
 class ItemPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -47,6 +49,7 @@ class ItemPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     station: Station | UnsetType = UNSET
     description: Annotated[str, msgspec.Meta(max_length=1000)] | UnsetType = UNSET
     sort: Sort | UnsetType = UNSET
+    prep_seconds: PrepSeconds | UnsetType = UNSET
 
 
 class AvailabilityIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -70,6 +73,7 @@ class Item(msgspec.Struct, frozen=True):
     sort: int
     version: int
     modifiers: list[Modifier]
+    prep_seconds: int
 
 
 class Category(msgspec.Struct, frozen=True):
@@ -93,7 +97,7 @@ MODIFIERS_JSON = """coalesce((
 ITEM_JSON = f"""json_build_object(
     'id', i.id, 'category_id', i.category_id, 'name', i.name, 'description', i.description,
     'price_minor', i.price_minor, 'station', i.station, 'available', i.available, 'sort', i.sort,
-    'version', i.version, 'modifiers', {MODIFIERS_JSON})"""
+    'version', i.version, 'modifiers', {MODIFIERS_JSON}, 'prep_seconds', i.prep_seconds)"""
 
 # The whole tree in one statement, with the seq it reflects.
 MENU = f"""
@@ -120,8 +124,8 @@ CATEGORY_EXISTS = "SELECT EXISTS (SELECT 1 FROM menu_categories WHERE restaurant
 INSERT_ITEM = """
 WITH item AS (
     INSERT INTO menu_items (restaurant_id, category_id, name, description, price_minor, station,
-                            available, sort)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                            available, sort, prep_seconds)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $11)
     ON CONFLICT (restaurant_id, name) DO NOTHING
     RETURNING id
 ), modifiers AS (
@@ -134,7 +138,8 @@ SELECT id FROM item"""
 PATCH_ITEM = """
 UPDATE menu_items SET category_id = coalesce($3, category_id), name = coalesce($4, name),
     price_minor = coalesce($5, price_minor), station = coalesce($6, station),
-    description = coalesce($7, description), sort = coalesce($8, sort), version = version + 1
+    description = coalesce($7, description), sort = coalesce($8, sort),
+    prep_seconds = coalesce($10, prep_seconds), version = version + 1
 WHERE restaurant_id = $1 AND id = $2 AND ($9::int IS NULL OR version = $9)
 RETURNING id"""
 
@@ -185,7 +190,7 @@ async def create_item(pool: asyncpg.Pool, rid: int, body: ItemIn) -> tuple[msgsp
             item_id = await tx.conn.fetchval(
                 INSERT_ITEM, rid, body.category_id, body.name, body.description, body.price_minor,
                 body.station, body.available, body.sort, [m.name for m in body.modifiers],
-                [m.price_delta_minor for m in body.modifiers])
+                [m.price_delta_minor for m in body.modifiers], body.prep_seconds)
         except asyncpg.UniqueViolationError:
             raise Invalid("modifier names must be unique within an item") from None
         if item_id is None:
@@ -204,7 +209,7 @@ async def patch_item(pool: asyncpg.Pool, rid: int, item_id: int, body: ItemPatch
             updated = await tx.conn.fetchval(
                 PATCH_ITEM, rid, item_id, sent(body.category_id), sent(body.name),
                 sent(body.price_minor), sent(body.station), sent(body.description),
-                sent(body.sort), expected)
+                sent(body.sort), expected, sent(body.prep_seconds))
         except asyncpg.UniqueViolationError:
             raise Conflict(f"there is already an item named {body.name!r}") from None
         if updated is None:

@@ -7,6 +7,11 @@ the request's Idempotency-Key are CTEs of one chain. The restaurant's event coun
 only for the end of that statement and its commit, never across a round trip to Python, and a
 problem with a line writes nothing (every insert waits for there being none).
 
+The lines of a course going out in one statement finish together: each waits (`held`, on its
+ticket, with its fire_at) for the course's longest prep time less its own, and store/firing.py
+fires it then. A course held by hand sends nothing until it is fired by hand (both there too,
+built from the CTEs here).
+
 Creating only inserts, so it is the statement alone (one round trip). Adding items and firing
 change an order that others may change too, so they first lock the order (a statement of its
 own, which also finds an answer already kept under the key); the change then runs with a
@@ -55,14 +60,16 @@ REFERENCED = """table_held AS (
 
 def _pricing(lines: str) -> str:
     """CTEs `wanted`, `priced` (the lines of `lines`, a jsonb array of n, menu_item_id, qty,
-    modifiers, note, course, with name, station and prices from the menu) and `problem` (the
-    first line the menu refuses, if any)."""
+    modifiers, note, course, seat, with name, station, prices and prep time from the menu) and
+    `problem` (the first line the menu refuses, if any)."""
     return f"""wanted AS (
     SELECT * FROM jsonb_to_recordset({lines}::jsonb) AS l(n int, menu_item_id bigint, qty int,
-                                                        modifiers jsonb, note text, course int)
+                                                        modifiers jsonb, note text, course int,
+                                                        seat int)
 ), priced AS (
-    SELECT w.n, w.menu_item_id, w.qty, w.note, w.course, i.id IS NOT NULL AS known, i.name,
-           i.station, i.price_minor, i.available, m.modifiers, m.minor, m.missing, m.twice
+    SELECT w.n, w.menu_item_id, w.qty, w.note, w.course, w.seat, i.id IS NOT NULL AS known,
+           i.name, i.station, i.price_minor, i.available, coalesce(i.prep_seconds, 0) AS prep,
+           m.modifiers, m.minor, m.missing, m.twice
     FROM wanted w
     LEFT JOIN menu_items i ON i.restaurant_id = $1 AND i.id = w.menu_item_id
     CROSS JOIN LATERAL (
@@ -91,54 +98,102 @@ def _pricing(lines: str) -> str:
 )"""
 
 
+def timing(going: str) -> str:
+    """CTE `timing`: each course going to the kitchen now (`going`: rows of course, prep) and
+    its longest prep; a line of it waits that less its own, so the course finishes together."""
+    return f"""timing AS (
+    SELECT course, max(prep) AS longest FROM ({going}) going GROUP BY course
+)"""
+
+
+def _sent(prep: str) -> str:
+    """status, fired_at, fire_at of a line with prep time `prep` going out now (`t`: its course's
+    `timing`): the longest fires, the others are held until their time."""
+    return f"""CASE WHEN t.longest > {prep} THEN 'held' ELSE 'fired' END,
+           CASE WHEN t.longest <= {prep} THEN now() END,
+           CASE WHEN t.longest > {prep} THEN now() + make_interval(secs => t.longest - {prep}) END"""
+
+
 def _new_items(order_id: str, fires: str) -> str:
     """CTE `new_items`: the priced lines inserted on the order `order_row`, those for which
-    `fires` holds (a condition on p, the line, and o, the order) on their station's new ticket."""
+    `fires` holds (a condition on p, the line, and o, the order) on their station's new ticket,
+    timed by `timing`."""
     return f"""new_items AS (
     INSERT INTO order_items (restaurant_id, order_id, menu_item_id, name, station, qty,
-                             unit_price_minor, modifiers, modifiers_minor, note, course, status,
-                             ticket_id, fired_at)
+                             unit_price_minor, modifiers, modifiers_minor, note, course, seat,
+                             ticket_id, status, fired_at, fire_at)
     SELECT $1, {order_id}, p.menu_item_id, p.name, p.station, p.qty, p.price_minor, p.modifiers,
-           p.minor, p.note, p.course, CASE WHEN k.id IS NULL THEN 'new' ELSE 'fired' END, k.id,
-           CASE WHEN k.id IS NOT NULL THEN now() END
+           p.minor, p.note, p.course, p.seat, k.id,
+           CASE WHEN k.id IS NULL THEN 'new' WHEN t.longest > p.prep THEN 'held' ELSE 'fired' END,
+           CASE WHEN k.id IS NOT NULL AND t.longest <= p.prep THEN now() END,
+           CASE WHEN k.id IS NOT NULL AND t.longest > p.prep
+                THEN now() + make_interval(secs => t.longest - p.prep) END
     FROM order_row o CROSS JOIN priced p
     LEFT JOIN new_tickets k ON k.station = p.station AND {fires}
+    LEFT JOIN timing t ON t.course = p.course
     ORDER BY p.n
     RETURNING *
 )"""
 
 
-# Lines already on the order that go to the kitchen now (`due`: id, station), on the new tickets.
-REFIRED = """refired AS (
-    UPDATE order_items oi SET status = 'fired', fired_at = now(), ticket_id = k.id,
-                              version = oi.version + 1
-    FROM due JOIN new_tickets k ON k.station = due.station
+def unsent(order_id: str, condition: str) -> str:
+    """CTE `due`: the order's unsent lines for which `condition` holds (on oi, the line, and o,
+    `order_row`), with their prep time from the menu."""
+    return f"""due AS (
+    SELECT oi.order_id, oi.id, oi.station, oi.course, coalesce(mi.prep_seconds, 0) AS prep
+    FROM order_items oi JOIN order_row o ON true
+    LEFT JOIN menu_items mi ON mi.restaurant_id = $1 AND mi.id = oi.menu_item_id
+    WHERE oi.restaurant_id = $1 AND oi.order_id = {order_id} AND oi.status = 'new' AND {condition}
+)"""
+
+
+# A new ticket's fired_at: when the first of its lines (`{prep}`, `t` its course's `timing`)
+# goes to the cook, now or later; a ticket of held lines only is not cooking yet.
+STARTS = "now() + make_interval(secs => min(t.longest - {prep}))"
+
+# The new tickets of the `due` lines, one per station; `{course}`: each one's course. New tickets
+# are numbered (the kitchen's fire order) by when they start cooking, then by station.
+DUE_TICKETS = f"""new_tickets AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course, fired_at)
+    SELECT $1, $2, due.station, {{course}}, {STARTS.format(prep="due.prep")}
+    FROM due JOIN timing t ON t.course = due.course
+    GROUP BY due.station ORDER BY min(t.longest - due.prep), due.station
+    RETURNING *
+)"""
+
+# Lines already on the order that go to the kitchen now (`due`: id, station, course, prep), on
+# the new tickets, timed by `timing`.
+REFIRED = f"""refired AS (
+    UPDATE order_items oi SET ticket_id = k.id, version = oi.version + 1,
+                              (status, fired_at, fire_at) = ({_sent("due.prep")})
+    FROM due JOIN new_tickets k ON k.station = due.station JOIN timing t ON t.course = due.course
     WHERE oi.restaurant_id = $1 AND oi.order_id = due.order_id AND oi.id = due.id
     RETURNING oi.*
 )"""
 
 
-def _order_lines(order_id: str, changed: str) -> str:
+def order_lines(order_id: str, *changed: str) -> str:
     """CTE `lines_now`: the order's lines after this statement (`changed`: CTEs of lines it
     inserted or updated), read with the snapshot the statement started with."""
+    rewritten = " UNION ALL ".join(f"SELECT * FROM {name}" for name in changed)
     return f"""lines_now AS (
     SELECT oi.* FROM order_items oi
     WHERE oi.restaurant_id = $1 AND oi.order_id = {order_id} AND EXISTS (SELECT 1 FROM order_row)
-      AND oi.id NOT IN (SELECT id FROM refired)
-    UNION ALL {changed}
+      AND oi.id NOT IN ({" UNION ALL ".join(f"SELECT id FROM {name}" for name in changed)})
+    UNION ALL {rewritten}
 )"""
 
 
-def _announced(event: str, status: int, key: str, fingerprint: str, headers: str,
-               seq_header: str) -> str:
-    """CTEs from `order_row`, `lines_now`, `new_tickets` and `ticket_lines` to the events and
+def announced(event: str, status: int, key: str, fingerprint: str, headers: str,
+               seq_header: str, tickets: str = "new_tickets", ticket_event: str = "ticket.fired") -> str:
+    """CTEs from `order_row`, `lines_now`, `tickets` and `ticket_lines` to the events and
     the kept answer: `order_doc` (the order's JSON, the answer's body), `ticket_docs`, `batch`
-    (the order's `event`, then a ticket.fired per ticket), the counter and notify, `kept`."""
+    (the order's `event`, then a `ticket_event` per ticket), the counter and notify, `kept`."""
     return f"""order_doc AS (
     SELECT {ORDER_JSON}::text AS doc FROM order_row o {LINES_OF.format(items="lines_now")}
 ), ticket_docs AS (
     SELECT k.id, k.station, {kitchen.TICKET_JSON_OF.format(items="ticket_lines")}::jsonb AS doc
-    FROM new_tickets k JOIN order_row o ON o.id = k.order_id
+    FROM {tickets} k JOIN order_row o ON o.id = k.order_id
     LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
     LEFT JOIN users u ON u.id = o.server_id
 ), batch AS (
@@ -146,7 +201,7 @@ def _announced(event: str, status: int, key: str, fingerprint: str, headers: str
            jsonb_build_object('order', doc::jsonb) AS data
     FROM order_doc
     UNION ALL
-    SELECT 1 + row_number() OVER (ORDER BY id), 'kitchen:' || station, 'ticket.fired',
+    SELECT 1 + row_number() OVER (ORDER BY id), 'kitchen:' || station, '{ticket_event}',
            jsonb_build_object('ticket', doc)
     FROM ticket_docs
 ), {events.APPEND_TAIL}, kept AS (
@@ -173,6 +228,13 @@ def _kept_answer(key: str) -> str:
 )"""
 
 
+# A line `{line}` of a course the order `o` has fired and no one holds by hand goes at once.
+GOES = "{line}.course <= o.fired_course AND {line}.course <> ALL (o.held_courses)"
+
+# What goes to the kitchen when lines are added: the unsent lines due, and the new lines that go.
+ADDED_GOING = f"""SELECT course, prep FROM due UNION ALL
+    SELECT p.course, p.prep FROM priced p, order_row o WHERE {GOES.format(line="p")} AND NOT $4"""
+
 ANSWERS = """(SELECT doc FROM order_doc) AS doc, (SELECT last_seq FROM told) AS last_seq,
        (SELECT families FROM told) AS families"""
 
@@ -188,16 +250,17 @@ WITH {_kept_answer("$9")}, {_pricing("$2")}, {REFERENCED}, go AS (
     SELECT $1, $3, $4, $5, $6, $7, CASE WHEN $8 THEN 0 ELSE (SELECT min(course) FROM wanted) END
     FROM go WHERE go.ok
     RETURNING *
-), new_tickets AS (
-    INSERT INTO tickets (restaurant_id, order_id, station, course)
-    SELECT $1, o.id, p.station, min(p.course)
-    FROM order_row o JOIN priced p ON p.course <= o.fired_course
-    GROUP BY o.id, p.station ORDER BY p.station
+), {timing("SELECT p.course, p.prep FROM priced p, order_row o WHERE p.course <= o.fired_course")},
+new_tickets AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course, fired_at)
+    SELECT $1, o.id, p.station, min(p.course), {STARTS.format(prep="p.prep")}
+    FROM order_row o JOIN priced p ON p.course <= o.fired_course JOIN timing t ON t.course = p.course
+    GROUP BY o.id, p.station ORDER BY min(t.longest - p.prep), p.station
     RETURNING *
 ), {_new_items("o.id", "p.course <= o.fired_course")},
 lines_now AS (SELECT * FROM new_items),
 ticket_lines AS (SELECT * FROM new_items),
-{_announced("order.created", 201, "$9", "$10", "$11", "$12")}
+{announced("order.created", 201, "$9", "$10", "$11", "$12")}
 SELECT {ANSWERS}, p.request_hash, p.status, p.headers, p.body,
        pr.kind, pr.n, pr.missing, pr.name, pr.menu_item_id
 FROM (SELECT) one LEFT JOIN prior p ON true LEFT JOIN problem pr ON true"""
@@ -216,60 +279,54 @@ LEFT JOIN LATERAL (SELECT status, version FROM orders
 
 # $1 restaurant, $2 lines, $3 order, $4 hold, $5 Idempotency-Key, $6 fingerprint,
 # $7 headers kept, $8 the seq's header. New lines of a fired course go to the kitchen at once
-# (with any held line of such a course), unless held.
+# (with any unsent line of such a course), unless held (by `hold`, or the course by hand).
 ADD_ITEMS = f"""
 WITH {_pricing("$2")}, order_row AS (
     UPDATE orders SET version = version + 1
     WHERE restaurant_id = $1 AND id = $3 AND NOT EXISTS (SELECT 1 FROM problem)
       AND (SELECT count(*) FROM menu_held) >= 0  -- see REFERENCED
     RETURNING *
-), due AS (
-    SELECT oi.order_id, oi.id, oi.station, oi.course FROM order_items oi, order_row o
-    WHERE oi.restaurant_id = $1 AND oi.order_id = $3 AND oi.status = 'new'
-      AND oi.course <= o.fired_course AND NOT $4
-), new_tickets AS (
-    INSERT INTO tickets (restaurant_id, order_id, station, course)
-    SELECT $1, $3, going.station, min(going.course)
-    FROM (SELECT station, course FROM due
+), {unsent("$3", f"{GOES.format(line='oi')} AND NOT $4")}, {timing(ADDED_GOING)},
+new_tickets AS (
+    INSERT INTO tickets (restaurant_id, order_id, station, course, fired_at)
+    SELECT $1, $3, going.station, min(going.course), {STARTS.format(prep="going.prep")}
+    FROM (SELECT station, course, prep FROM due
           UNION ALL
-          SELECT p.station, p.course FROM priced p, order_row o
-          WHERE p.course <= o.fired_course AND NOT $4) going
-    GROUP BY going.station ORDER BY going.station
+          SELECT p.station, p.course, p.prep FROM priced p, order_row o
+          WHERE {GOES.format(line='p')} AND NOT $4) going
+    JOIN timing t ON t.course = going.course
+    GROUP BY going.station ORDER BY min(t.longest - going.prep), going.station
     RETURNING *
-), {REFIRED}, {_new_items("$3", "p.course <= o.fired_course AND NOT $4")},
-{_order_lines("$3", "SELECT * FROM refired UNION ALL SELECT * FROM new_items")},
+), {REFIRED}, {_new_items("$3", f"{GOES.format(line='p')} AND NOT $4")},
+{order_lines("$3", "refired", "new_items")},
 ticket_lines AS (SELECT * FROM refired UNION ALL SELECT * FROM new_items),
-{_announced("order.items_added", 200, "$5", "$6", "$7", "$8")}
+{announced("order.items_added", 200, "$5", "$6", "$7", "$8")}
 SELECT {ANSWERS}, pr.kind, pr.n, pr.missing, pr.name, pr.menu_item_id
 FROM (SELECT) one LEFT JOIN problem pr ON true"""
 
 # $1 restaurant, $2 order, $3 course, $4 Idempotency-Key, $5 fingerprint, $6 headers kept,
-# $7 the seq's header. Every held line up to the course goes, one ticket per station; nothing
-# is written when nothing is held.
+# $7 the seq's header. Every unsent line up to the course goes (but a course held by hand's),
+# one ticket per station; nothing is written when nothing is waiting.
 FIRE = f"""
 WITH order_row AS (
-    UPDATE orders SET version = version + 1, fired_course = greatest(fired_course, $3)
-    WHERE restaurant_id = $1 AND id = $2
-      AND EXISTS (SELECT 1 FROM order_items WHERE restaurant_id = $1 AND order_id = $2
-                  AND status = 'new' AND course <= $3)
+    UPDATE orders o SET version = o.version + 1, fired_course = greatest(o.fired_course, $3)
+    WHERE o.restaurant_id = $1 AND o.id = $2
+      AND EXISTS (SELECT 1 FROM order_items oi WHERE oi.restaurant_id = $1 AND oi.order_id = $2
+                  AND oi.status = 'new' AND oi.course <= $3
+                  AND oi.course <> ALL (o.held_courses))
     RETURNING *
-), due AS (
-    SELECT oi.order_id, oi.id, oi.station, oi.course FROM order_items oi, order_row o
-    WHERE oi.restaurant_id = $1 AND oi.order_id = $2 AND oi.status = 'new' AND oi.course <= $3
-), new_tickets AS (
-    INSERT INTO tickets (restaurant_id, order_id, station, course)
-    SELECT $1, $2, station, min(course) FROM due GROUP BY station ORDER BY station
-    RETURNING *
-), {REFIRED},
-{_order_lines("$2", "SELECT * FROM refired")},
+), {unsent("$2", "oi.course <= $3 AND oi.course <> ALL (o.held_courses)")},
+{timing("SELECT course, prep FROM due")}, {DUE_TICKETS.format(course="min(due.course)")},
+{REFIRED},
+{order_lines("$2", "refired")},
 ticket_lines AS (SELECT * FROM refired),
-{_announced("order.fired", 200, "$4", "$5", "$6", "$7")}
+{announced("order.fired", 200, "$4", "$5", "$6", "$7")}
 SELECT {ANSWERS}"""
-
 
 def _lines(items: list) -> list[dict]:
     return [{"n": n, "menu_item_id": line.menu_item_id, "qty": line.qty,
-             "modifiers": line.modifiers, "note": line.note, "course": line.course}
+             "modifiers": line.modifiers, "note": line.note, "course": line.course,
+             "seat": line.seat}
             for n, line in enumerate(items)]
 
 
@@ -299,12 +356,12 @@ def _reference_error(error: asyncpg.ForeignKeyViolationError) -> Invalid:
                                                             "message": "not in this restaurant"}])
 
 
-def _written(rid: int, row: asyncpg.Record) -> tuple[msgspec.Raw, int]:
+def written(rid: int, row: asyncpg.Record) -> tuple[msgspec.Raw, int]:
     events.tell(rid, row["last_seq"], row["families"])
     return msgspec.Raw(row["doc"].encode()), row["last_seq"]
 
 
-def _key_args(key: Key | None, answer: Answer) -> tuple:
+def key_args(key: Key | None, answer: Answer) -> tuple:
     return (key and key.key, key and key.fingerprint, answer.headers, answer.seq_header)
 
 
@@ -314,7 +371,7 @@ async def create(pool: asyncpg.Pool, rid: int, server_id: int | None, body: Orde
     try:
         row = await pool.fetchrow(CREATE, rid, _lines(body.items), body.table_id, body.party_id,
                                   server_id, body.guests, body.note, body.hold,
-                                  *_key_args(key, answer))
+                                  *key_args(key, answer))
     except asyncpg.ForeignKeyViolationError as error:
         raise _reference_error(error) from None
     except asyncpg.UniqueViolationError as error:
@@ -324,7 +381,7 @@ async def create(pool: asyncpg.Pool, rid: int, server_id: int | None, body: Orde
     if row["doc"] is None:
         return idempotency.Stored(fingerprint=row["request_hash"], status=row["status"],
                                   headers=row["headers"], body=row["body"])
-    return _written(rid, row)
+    return written(rid, row)
 
 
 async def _first_answer(pool: asyncpg.Pool, rid: int, key: Key | None,
@@ -335,7 +392,7 @@ async def _first_answer(pool: asyncpg.Pool, rid: int, key: Key | None,
     return await idempotency.stored(pool, rid, key.key)
 
 
-async def _change(pool: asyncpg.Pool, rid: int, order_id: int, expected: int | None,
+async def change(pool: asyncpg.Pool, rid: int, order_id: int, expected: int | None,
                   key: Key | None, statement: str, *args: object) -> asyncpg.Record | idempotency.Stored:
     """Lock the open order (404, 412 or 409 otherwise) or find the kept answer, then change it."""
     try:
@@ -354,23 +411,24 @@ async def _change(pool: asyncpg.Pool, rid: int, order_id: int, expected: int | N
 async def add_items(pool: asyncpg.Pool, rid: int, order_id: int, body: AddItemsIn,
                     expected: int | None, key: Key | None, answer: Answer) -> Outcome:
     """Add lines; those of a course already fired go to the kitchen at once unless held."""
-    row = await _change(pool, rid, order_id, expected, key, ADD_ITEMS, rid, _lines(body.items),
-                        order_id, body.hold, *_key_args(key, answer))
+    row = await change(pool, rid, order_id, expected, key, ADD_ITEMS, rid, _lines(body.items),
+                        order_id, body.hold, *key_args(key, answer))
     if isinstance(row, idempotency.Stored):
         return row
     if row["kind"] is not None:
         raise _problem(row)
-    return _written(rid, row)
+    return written(rid, row)
 
 
 async def fire(pool: asyncpg.Pool, rid: int, order_id: int, course: int | None,
                expected: int | None, key: Key | None, answer: Answer) -> Outcome:
     """Fire every held item up to `course` (all courses if None)."""
     course = course or 9
-    row = await _change(pool, rid, order_id, expected, key, FIRE, rid, order_id, course,
-                        *_key_args(key, answer))
+    row = await change(pool, rid, order_id, expected, key, FIRE, rid, order_id, course,
+                        *key_args(key, answer))
     if isinstance(row, idempotency.Stored):
         return row
     if row["doc"] is None:
         raise Conflict(f"nothing is waiting to be fired up to course {course}")
-    return _written(rid, row)
+    return written(rid, row)
+

@@ -27,6 +27,11 @@ WITH r AS (
 ), lines AS (
     DELETE FROM order_items oi USING doomed
     WHERE oi.restaurant_id = $1 AND oi.order_id = doomed.id
+), unlinked AS (  -- lines moved to a kept order (a merge, a transfer) may name a doomed ticket
+    UPDATE order_items oi SET ticket_id = NULL
+    FROM tickets k JOIN doomed ON k.order_id = doomed.id
+    WHERE k.restaurant_id = $1 AND oi.restaurant_id = $1 AND oi.ticket_id = k.id
+      AND oi.order_id NOT IN (SELECT id FROM doomed)
 ), tickets AS (
     DELETE FROM tickets k USING doomed
     WHERE k.restaurant_id = $1 AND k.order_id = doomed.id

@@ -28,6 +28,7 @@ class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     modifiers: Annotated[list[Id], msgspec.Meta(max_length=20)] = []  # menu modifier ids
     note: Note = ""
     course: Course = 1
+    seat: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
 
 
 Lines = Annotated[list[OrderItemIn], msgspec.Meta(min_length=1, max_length=100)]
@@ -101,6 +102,7 @@ class Order(msgspec.Struct, frozen=True):
     guests: int | None
     note: str
     fired_course: int
+    held_courses: list[int]  # courses held by hand: nothing of them goes until fired by hand
     payment: dict[str, Any] | None
     created_at: datetime
     closed_at: datetime | None
@@ -120,7 +122,7 @@ ORDER_ITEM_COLUMNS = """oi.id, oi.menu_item_id, oi.name, oi.station, oi.qty, oi.
 # An order `o` beside its `lines` (below), as JSON.
 ORDER_JSON = """(SELECT to_json(t) FROM (SELECT
     o.id, o.status, o.table_id, o.party_id, o.server_id, o.guests, o.note, o.fired_course,
-    o.payment, o.created_at, o.closed_at, o.version, lines.items, lines.total_minor,
+    o.held_courses, o.payment, o.created_at, o.closed_at, o.version, lines.items, lines.total_minor,
     lines.void_minor) t)"""
 
 # An order's lines and totals, beside the order `o`; `{items}`: where the lines are read from.
@@ -152,7 +154,14 @@ WHERE restaurant_id = $1 AND id = $2"""
 VOID_ITEM = """
 UPDATE order_items SET status = 'void', voided_at = now(), void_reason = $4, version = version + 1
 WHERE restaurant_id = $1 AND order_id = $2 AND id = $3 AND status <> 'void'
-RETURNING station, ticket_id"""
+RETURNING station, ticket_id, qty, name"""
+
+# A line's ticket, locked before the line is (kitchen steps lock a ticket, then its lines).
+LOCK_TICKET_OF_ITEM = """
+SELECT k.id FROM tickets k
+WHERE k.restaurant_id = $1 AND k.id = (SELECT ticket_id FROM order_items
+                                       WHERE restaurant_id = $1 AND order_id = $2 AND id = $3)
+FOR NO KEY UPDATE"""
 
 SERVE_ITEM = """
 UPDATE order_items SET status = 'served', served_at = now(), version = version + 1
@@ -163,7 +172,7 @@ ITEM_STATUS = "SELECT status FROM order_items WHERE restaurant_id = $1 AND order
 
 UNFIRED = """
 SELECT array_agg(id ORDER BY id) FROM order_items
-WHERE restaurant_id = $1 AND order_id = $2 AND status = 'new'"""
+WHERE restaurant_id = $1 AND order_id = $2 AND status IN ('new', 'held')"""
 
 CLOSE_ORDER = f"""
 WITH closed AS (
@@ -176,6 +185,53 @@ SELECT {ORDER_JSON}::text FROM closed o {LINES_OF.format(items="order_items")}""
 ORDER_TOTAL = """
 SELECT coalesce(sum(line_total_minor) FILTER (WHERE status <> 'void'), 0)
 FROM order_items WHERE restaurant_id = $1 AND order_id = $2"""
+
+
+# What changed on a ticket after it was sent ($3: [{"kind", "item_id", "name", "text"}], each
+# stamped now), so its screen shows it; a bumped ticket has left the screens and is not told.
+TICKET_CHANGED = f"""
+WITH stamped AS (
+    SELECT jsonb_agg(c || jsonb_build_object('at', now()) ORDER BY n) AS changes
+    FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS e(c, n)
+), k AS (
+    UPDATE tickets SET changed_at = now(), version = version + 1,
+                       changes = changes || (SELECT changes FROM stamped)
+    WHERE restaurant_id = $1 AND id = $2 AND status <> 'bumped'
+    RETURNING *
+)
+SELECT k.station, {kitchen.TICKET_JSON}::text AS ticket, (SELECT changes FROM stamped)::text AS changes
+FROM k
+JOIN orders o ON o.restaurant_id = k.restaurant_id AND o.id = k.order_id
+LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
+LEFT JOIN users u ON u.id = o.server_id"""
+
+
+async def record_ticket_changes(tx: events.Write, rid: int, ticket_id: int,
+                                changes: list[dict[str, Any]]) -> None:
+    """Append `changes` to a sent ticket and tell its station (`ticket.changed`), so the
+    kitchen redraws it and sees what changed."""
+    row = await tx.conn.fetchrow(TICKET_CHANGED, rid, ticket_id, changes)
+    if row is None:
+        return
+    tx.emit(rid, f"kitchen:{row['station']}", "ticket.changed",
+            {"ticket": msgspec.Raw(row["ticket"].encode()),
+             "changes": msgspec.Raw(row["changes"].encode())})
+
+
+OPEN_ORDER_OF_TABLE = """
+SELECT id FROM orders WHERE restaurant_id = $1 AND table_id = $2 AND status = 'open'"""
+ONE_OPEN_ORDER = "orders_one_open_per_table"  # the unique index of migration 0016
+
+
+async def refuse_second_order(conn: asyncpg.Connection, rid: int, table_id: int,
+                              path: str = "$.table_id") -> None:
+    """409 `table_has_open_order` naming the table's open order, if it has one: a table has one
+    open order at a time (so two iPads never open two), and lines go into it instead."""
+    there = await conn.fetchval(OPEN_ORDER_OF_TABLE, rid, table_id)
+    if there is not None:
+        raise Conflict(f"this table already has an open order ({there}); add the items to it",
+                       [{"path": path, "table_id": table_id, "order_id": there}],
+                       code="table_has_open_order")
 
 
 async def order_json(conn: asyncpg.Connection, rid: int, order_id: int) -> msgspec.Raw:
@@ -217,6 +273,7 @@ async def void_item(pool: asyncpg.Pool, rid: int, order_id: int, item_id: int, r
                     expected: int | None) -> tuple[msgspec.Raw, int]:
     async with events.write(pool) as tx:
         await _lock_open(tx.conn, rid, order_id, expected)
+        await tx.conn.execute(LOCK_TICKET_OF_ITEM, rid, order_id, item_id)
         voided = await tx.conn.fetchrow(VOID_ITEM, rid, order_id, item_id, reason or None)
         if voided is None:
             if await tx.conn.fetchval(ITEM_STATUS, rid, order_id, item_id) is None:
@@ -228,6 +285,9 @@ async def void_item(pool: asyncpg.Pool, rid: int, order_id: int, item_id: int, r
         if voided["ticket_id"] is not None:
             tx.emit(rid, f"kitchen:{voided['station']}", "item.voided",
                     {"ticket_id": voided["ticket_id"], "item_id": item_id, "order_id": order_id})
+            await record_ticket_changes(tx, rid, voided["ticket_id"], [{
+                "kind": "voided", "item_id": item_id, "name": voided["name"],
+                "text": f"VOID {voided['qty']}× {voided['name']}"}])
             await kitchen.close_if_empty(tx, rid, voided["ticket_id"])
     return raw, tx.last_seq[rid]
 

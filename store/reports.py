@@ -102,6 +102,7 @@ WITH r AS (
     SELECT days.day, o.id FROM days
     JOIN orders o ON o.restaurant_id = $1 AND o.status = 'closed'
                  AND o.closed_at >= days.starts AND o.closed_at < days.ends
+                 AND NOT o.payment ? 'merged_into'  -- emptied into another table's order
 ), lines AS (
     SELECT c.day, oi.status, oi.line_total_minor, coalesce(mc.name, '') AS category
     FROM closed c
@@ -300,7 +301,8 @@ SELECT r.seq, json_build_object('date', $2::date, 'timezone', r.timezone, 'hours
          'starts_at', hours.starts,
          'local_time', to_char(hours.starts AT TIME ZONE r.timezone, 'HH24:MI'),
          'orders', (SELECT count(*) FROM orders o WHERE o.restaurant_id = $1
-                    AND o.created_at >= hours.starts AND o.created_at < hours.ends),
+                    AND o.created_at >= hours.starts AND o.created_at < hours.ends
+                    AND NOT coalesce(o.payment ? 'merged_into', false)),
          'covers', (SELECT coalesce(sum(tt.party_size), 0) FROM table_turns tt
                     WHERE tt.restaurant_id = $1 AND tt.stay_id IS NULL
                       AND tt.seated_at >= hours.starts AND tt.seated_at < hours.ends))

@@ -1,14 +1,15 @@
 """Reservations: booked on a table that can never be double-booked (an exclusion constraint holds it)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from store import events, floor, restaurants
+from store import events, floor, pacing, restaurants
+from store.credentials import Principal
 from store.errors import Conflict, Invalid, NotFound, Stale
 from store.pages import Page, fetch_page, paged
 
@@ -30,6 +31,7 @@ class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     table_id: floor.Id | None = None
     phone: Phone | None = None
     note: Note = ""
+    pacing_override: pacing.PacingOverrideIn | None = None  # book past a pacing limit, and why
 
 
 class ReservationPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -40,6 +42,7 @@ class ReservationPatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     table_id: floor.Id | None | UnsetType = UNSET  # null takes the reservation off its table
     phone: Phone | UnsetType = UNSET
     note: Note | UnsetType = UNSET
+    pacing_override: pacing.PacingOverrideIn | None = None  # a new time or size past a pacing limit
 
 
 class ReservationStatusIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -60,6 +63,7 @@ class Reservation(msgspec.Struct, frozen=True):
     created_at: datetime
     status_changed_at: datetime
     version: int
+    pacing_override: pacing.PacingOverride | None = None  # booked past a pacing limit: why, who, when
 
 
 class Slot(msgspec.Struct, frozen=True):
@@ -73,6 +77,8 @@ class Availability(msgspec.Struct, frozen=True):
     duration_min: int
     items: list[Slot]
     next: None = None
+    paced_out: list[pacing.PacedSlot] = []  # slots with a free table that pacing does not offer
+    kitchen: pacing.KitchenState | None = None  # whether the stricter kitchen-behind limit is on
 
 
 RESERVATION_JSON = """json_build_object(
@@ -80,7 +86,10 @@ RESERVATION_JSON = """json_build_object(
     'starts_at', x.starts_at, 'ends_at', x.ends_at,
     'duration_min', (extract(epoch FROM x.ends_at - x.starts_at) / 60)::int,
     'table_id', x.table_id, 'status', x.status, 'created_at', x.created_at,
-    'status_changed_at', x.status_changed_at, 'version', x.version)"""
+    'status_changed_at', x.status_changed_at, 'version', x.version,
+    'pacing_override', CASE WHEN x.override_at IS NOT NULL THEN json_build_object(
+        'reason', x.override_reason, 'by', x.override_by_name, 'by_user_id', x.override_by,
+        'at', x.override_at) END)"""
 
 # By start time; `$3, $4` is the (starts_at, id) after which the page begins,
 # `$5, $6` an optional window.
@@ -99,15 +108,24 @@ GET = f"SELECT {RESERVATION_JSON}::text FROM reservations x WHERE x.restaurant_i
 LOCK_TABLE = "SELECT 1 FROM dining_tables WHERE restaurant_id = $1 AND id = $2 FOR NO KEY UPDATE"
 
 INSERT = """
-INSERT INTO reservations (restaurant_id, name, phone, note, size, starts_at, ends_at, table_id)
-VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $6::timestamptz + make_interval(mins => $7), $8)
+INSERT INTO reservations (restaurant_id, name, phone, note, size, starts_at, ends_at, table_id,
+                          override_reason, override_by, override_by_name, override_at)
+VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $6::timestamptz + make_interval(mins => $7), $8,
+        $9::text, CASE WHEN $9::text IS NOT NULL THEN $10::bigint END,
+        CASE WHEN $9::text IS NOT NULL THEN $11 END,
+        CASE WHEN $9::text IS NOT NULL THEN now() END)
 RETURNING id"""
 
 CURRENT = "SELECT * FROM reservations WHERE restaurant_id = $1 AND id = $2 FOR UPDATE"
 
 UPDATE = """
 UPDATE reservations SET name = $3, phone = $4, note = $5, size = $6, starts_at = $7::timestamptz,
-    ends_at = $7::timestamptz + make_interval(mins => $8), table_id = $9, version = version + 1
+    ends_at = $7::timestamptz + make_interval(mins => $8), table_id = $9, version = version + 1,
+    -- a new override replaces the one before; without one, the last stays on record
+    override_reason = coalesce($10::text, override_reason),
+    override_by = CASE WHEN $10::text IS NULL THEN override_by ELSE $11::bigint END,
+    override_by_name = CASE WHEN $10::text IS NULL THEN override_by_name ELSE $12 END,
+    override_at = CASE WHEN $10::text IS NULL THEN override_at ELSE now() END
 WHERE restaurant_id = $1 AND id = $2"""
 
 MOVE = """
@@ -150,8 +168,8 @@ WHERE NOT EXISTS (
 GROUP BY slots.starts_at
 ORDER BY slots.starts_at"""
 
-FAR_PAST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def day_window(day: date, zone: str) -> tuple[datetime, datetime]:
@@ -186,7 +204,7 @@ async def get(pool: asyncpg.Pool, rid: int, reservation_id: int) -> msgspec.Raw:
 
 
 def _check_future(starts_at: datetime) -> None:
-    if starts_at < datetime.now(timezone.utc) - PAST_GRACE:
+    if starts_at < datetime.now(UTC) - PAST_GRACE:
         raise Invalid("a reservation cannot start in the past",
                       [{"path": "$.starts_at", "message": "in the past"}])
     if starts_at >= FAR_FUTURE:  # past it, lists would miss it and its end overflow the calendar
@@ -215,21 +233,39 @@ async def _emit(tx: events.Write, rid: int, reservation_id: int, name: str) -> m
     return raw
 
 
-async def create(pool: asyncpg.Pool, rid: int, body: ReservationIn) -> tuple[msgspec.Raw, int]:
+async def _pace(conn: asyncpg.Connection, rid: int, settings: restaurants.Settings, zone: str,
+                starts_at: datetime, size: int, reservation_id: int | None,
+                override: pacing.PacingOverrideIn | None) -> str | None:
+    """Within the pacing limits: None. Past one: 409 pacing_limit naming it, unless the host
+    overrides it; then the override's reason, to be recorded."""
+    breach = await pacing.admit(conn, rid, settings, zone, starts_at, size, reservation_id)
+    if breach is None:
+        return None
+    if override is None:
+        raise pacing.PacingLimit(f"{breach.message(zone)}; a host may still book it with a "
+                                 "pacing_override and a reason", [msgspec.to_builtins(breach)])
+    return override.reason
+
+
+async def create(pool: asyncpg.Pool, rid: int, body: ReservationIn,
+                 by: Principal) -> tuple[msgspec.Raw, int]:
     _check_future(body.starts_at)
     async with events.write(pool) as tx:
-        settings, _ = await restaurants.settings_of(tx.conn, rid)
+        settings, zone = await restaurants.settings_of(tx.conn, rid)
         minutes = body.duration_min or settings.duration_for(body.size)
         await floor.check_fits(tx.conn, rid, body.table_id, body.size)
+        reason = await _pace(tx.conn, rid, settings, zone, body.starts_at, body.size, None,
+                             body.pacing_override)
         reservation_id = await _save(
             tx, rid, INSERT, [rid, body.name, body.phone, body.note, body.size, body.starts_at,
-                              minutes, body.table_id], body.table_id, body.starts_at, minutes, None)
+                              minutes, body.table_id, reason, by.user_id, by.name],
+            body.table_id, body.starts_at, minutes, None)
         raw = await _emit(tx, rid, reservation_id, "reservation.created")
     return raw, tx.last_seq[rid]
 
 
 async def patch(pool: asyncpg.Pool, rid: int, reservation_id: int, body: ReservationPatch,
-                expected: int | None) -> tuple[msgspec.Raw, int]:
+                expected: int | None, by: Principal) -> tuple[msgspec.Raw, int]:
     async with events.write(pool) as tx:
         row = await tx.conn.fetchrow(CURRENT, rid, reservation_id)
         if row is None:
@@ -240,13 +276,20 @@ async def patch(pool: asyncpg.Pool, rid: int, reservation_id: int, body: Reserva
         if row["status"] not in ("booked", "confirmed"):
             raise Conflict(f"a {row['status']} reservation cannot be changed")
         merged = {**dict(row), "duration_min": int((row["ends_at"] - row["starts_at"]).total_seconds() // 60),
-                  **{k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}}
+                  **{k: v for k, v in msgspec.structs.asdict(body).items()
+                     if v is not UNSET and k != "pacing_override"}}
         if body.starts_at is not UNSET:
             _check_future(body.starts_at)
         await floor.check_fits(tx.conn, rid, merged["table_id"], merged["size"])
+        reason = None
+        if merged["starts_at"] != row["starts_at"] or merged["size"] > row["size"]:
+            settings, zone = await restaurants.settings_of(tx.conn, rid)
+            reason = await _pace(tx.conn, rid, settings, zone, merged["starts_at"], merged["size"],
+                                 reservation_id, body.pacing_override)
         await _save(tx, rid, UPDATE, [rid, reservation_id, merged["name"], merged["phone"],
                                       merged["note"], merged["size"], merged["starts_at"],
-                                      merged["duration_min"], merged["table_id"]],
+                                      merged["duration_min"], merged["table_id"], reason,
+                                      by.user_id, by.name],
                     merged["table_id"], merged["starts_at"], merged["duration_min"], reservation_id)
         raw = await _emit(tx, rid, reservation_id, "reservation.updated")
     return raw, tx.last_seq[rid]
@@ -294,8 +337,10 @@ async def seat(pool: asyncpg.Pool, rid: int, reservation_id: int, table_id: int 
     return raw, tx.last_seq[rid]
 
 
-async def availability(pool: asyncpg.Pool, rid: int, day: date, size: int) -> tuple[Availability, int]:
-    """Open slots, and a seq the answer is at least as new as (read before the slots)."""
+async def availability(pool: asyncpg.Pool, rid: int, day: date, size: int,
+                       kitchen: pacing.KitchenState) -> tuple[Availability, int]:
+    """Open slots within the pacing limits (`kitchen`: pacing.kitchen_state, read by the caller),
+    and a seq the answer is at least as new as (read before the slots)."""
     from zoneinfo import ZoneInfo
     settings, zone, seq = await restaurants.settings_at(pool, rid)
     minutes = settings.duration_for(size)
@@ -306,6 +351,9 @@ async def availability(pool: asyncpg.Pool, rid: int, day: date, size: int) -> tu
         closes += timedelta(days=1)  # service runs past midnight
     last_start = closes - timedelta(minutes=minutes)
     rows = await pool.fetch(AVAILABILITY, rid, opens, last_start, settings.slot_minutes, minutes, size)
+    refused = await pacing.paced_out(pool, rid, settings, zone, kitchen,
+                                     [r["starts_at"] for r in rows], size)
     return Availability(date=day, size=size, duration_min=minutes,
                         items=[Slot(starts_at=r["starts_at"], table_ids=list(r["table_ids"]))
-                               for r in rows]), seq
+                               for r in rows if r["starts_at"] not in refused],
+                        paced_out=list(refused.values()), kitchen=kitchen), seq

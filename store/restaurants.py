@@ -24,6 +24,78 @@ class DurationRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     minutes: Minutes
 
 
+# Reservation pacing (store/pacing.py) ---------------------------------------------------------
+Covers = Annotated[int, msgspec.Meta(ge=0, le=10_000)]  # 0: no bookings at all
+Parties = Annotated[int, msgspec.Meta(ge=0, le=1_000)]
+
+
+class ServicePeriod(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A named part of the day (local times; past midnight when `end` is not after `start`) with
+    limits on the bookings starting in it, and optionally its own per-slot limits."""
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    start: ClockTime
+    end: ClockTime
+    max_covers: Covers | None = None
+    max_parties: Parties | None = None
+    covers_per_slot: Covers | None = None  # instead of the restaurant's pacing_covers_per_slot
+    parties_per_slot: Parties | None = None
+
+    def __post_init__(self) -> None:
+        if self.start == self.end:
+            raise ValueError("a service period must not start when it ends")
+
+
+class KitchenBehind(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Stricter per-slot limits while more than `open_late_tickets` open tickets are past
+    ticket_amber_minutes, for slots starting within `within_minutes` from now."""
+    open_late_tickets: Annotated[int, msgspec.Meta(ge=0, le=1_000)]
+    covers_per_slot: Covers | None = None
+    parties_per_slot: Parties | None = None
+    within_minutes: Annotated[int, msgspec.Meta(ge=15, le=1440)] = 180
+
+    def __post_init__(self) -> None:
+        if self.covers_per_slot is None and self.parties_per_slot is None:
+            raise ValueError("kitchen_behind needs covers_per_slot or parties_per_slot")
+
+
+def _minute_of(clock: str) -> int:
+    return int(clock[:2]) * 60 + int(clock[3:])
+
+
+def check_service_periods(settings: Settings) -> None:
+    """Period names are unique and periods do not overlap (422 naming the second one)."""
+    spans: list[tuple[int, int, str]] = []
+    for n, period in enumerate(settings.service_periods):
+        start, end = _minute_of(period.start), _minute_of(period.end)
+        end += 1440 if end <= start else 0
+        path = f"$.settings.service_periods[{n}]"
+        for other_start, other_end, name in spans:
+            if name == period.name:
+                raise Invalid("service period names must be unique",
+                              [{"path": path + ".name", "message": f"{name} twice"}])
+            if any(start + shift < other_end and other_start < end + shift for shift in (-1440, 0, 1440)):
+                raise Invalid(f"service period {period.name} overlaps {name}",
+                              [{"path": path, "message": f"overlaps {name}"}])
+        spans.append((start, end, period.name))
+# ---------------------------------------------------------------------------------------------
+
+
+# Kitchen screen (static/js/kitchen.js) --------------------------------------------------------
+StationName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,30}$")]
+TicketMinutes = Annotated[int, msgspec.Meta(ge=1, le=240)]
+
+
+class StationThresholds(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A station's own ticket colours: amber, then red, this many minutes after firing."""
+    amber_minutes: TicketMinutes
+    red_minutes: TicketMinutes
+
+    def __post_init__(self) -> None:
+        if self.amber_minutes >= self.red_minutes:
+            raise ValueError("amber_minutes must be less than red_minutes")
+# ---------------------------------------------------------------------------------------------
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     reservation_durations: Annotated[list[DurationRule], msgspec.Meta(min_length=1, max_length=20)] = (
         msgspec.field(default_factory=lambda: [DurationRule(2, 90), DurationRule(4, 105),
@@ -37,6 +109,24 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     # Request limits of the restaurant's devices, API keys and sign-ins; what each plan allows
     # is the operator's setting (rate_limit_*; busy = rate_limit_busy_factor × standard).
     plan: Literal["standard", "busy"] = "standard"
+    # Kitchen screen: tickets bumped this long ago can still be recalled; per-station colours
+    # (stations not named use ticket_amber_minutes / ticket_red_minutes).
+    recall_minutes: Annotated[int, msgspec.Meta(ge=1, le=120)] = 10
+    station_thresholds: Annotated[dict[StationName, StationThresholds], msgspec.Meta(max_length=50)] = (
+        msgspec.field(default_factory=dict))
+    # Reservation pacing (store/pacing.py): limits per slot of the local clock, per service
+    # period, and stricter per-slot limits while the kitchen is behind; null means no limit.
+    pacing_slot_minutes: Literal[5, 10, 15, 20, 30, 60] = 15
+    pacing_covers_per_slot: Covers | None = None
+    pacing_parties_per_slot: Parties | None = None
+    service_periods: Annotated[list[ServicePeriod], msgspec.Meta(max_length=12)] = (
+        msgspec.field(default_factory=list))
+    kitchen_behind: KitchenBehind | None = None
+    # "Your table is ready" (server/notify.py): the notifier, and its words with {name},
+    # {restaurant} and {size} filled in. "webhook": a `guest.notify` event to the webhooks.
+    guest_notifier: Literal["webhook", "sms:log"] = "webhook"
+    guest_ready_message: Annotated[str, msgspec.Meta(min_length=1, max_length=300)] = (
+        "{name}, your table at {restaurant} is ready.")
 
     def duration_for(self, size: int) -> int:
         for rule in sorted(self.reservation_durations, key=lambda r: r.max_size):
@@ -133,6 +223,8 @@ async def patch(pool: asyncpg.Pool, restaurant_id: int, body: RestaurantPatch,
         if body.timezone is not UNSET and not await tx.conn.fetchval(KNOWN_ZONE, body.timezone):
             raise Invalid("unknown time zone", [{"path": "$.timezone",
                                                  "message": "use an IANA name like Europe/Paris"}])
+        if body.settings is not UNSET:
+            check_service_periods(body.settings)
         settings = None if body.settings is UNSET else msgspec.to_builtins(body.settings)
         if await tx.conn.fetchval(PATCH, restaurant_id, sent(body.name), sent(body.timezone),
                                   sent(body.currency), settings, expected) is None:

@@ -55,6 +55,18 @@ MENU = [
     ]),
 ]
 
+# Minutes from the cook's start to the pass, for the demo's firing by prep time (an item not
+# named takes none). Restaurants seeded for tests leave them at 0 unless asked.
+PREP_MINUTES = {
+    "Burrata": 4, "Caesar salad": 5, "Tuna tartare": 6, "Beet salad": 5, "Oysters (6)": 4,
+    "Gazpacho": 2, "Calamari": 6, "Fries": 5, "Wings": 10, "Onion rings": 5,
+    "Fish and chips": 9, "Croquettes": 6, "Ribeye": 14, "Burger": 10, "Half chicken": 18,
+    "Salmon": 11, "Pork chop": 13, "Lamb skewers": 9, "Grilled vegetables": 7, "Swordfish": 10,
+    "Cacio e pepe": 9, "Bolognese": 10, "Mushroom risotto": 18, "Lobster linguine": 12,
+    "Pesto gnocchi": 8, "Tiramisu": 2, "Chocolate cake": 3, "Panna cotta": 2, "Affogato": 2,
+    "Cheese plate": 4, "Espresso": 1, "Cappuccino": 2, "Negroni": 2, "Spritz": 2,
+}
+
 HAS_RESTAURANTS = "SELECT EXISTS (SELECT 1 FROM restaurants)"
 
 INSERT_RESTAURANT = """
@@ -85,9 +97,9 @@ INSERT INTO menu_categories (restaurant_id, name, sort) VALUES ($1, $2, $3) RETU
 """
 
 INSERT_ITEMS = """
-INSERT INTO menu_items (restaurant_id, category_id, name, price_minor, station, sort)
-SELECT $1, $2, n, p, $3, o
-FROM unnest($4::text[], $5::int[]) WITH ORDINALITY AS i(n, p, o)
+INSERT INTO menu_items (restaurant_id, category_id, name, price_minor, station, sort, prep_seconds)
+SELECT $1, $2, n, p, $3, o, s
+FROM unnest($4::text[], $5::int[], $6::int[]) WITH ORDINALITY AS i(n, p, s, o)
 RETURNING id, name
 """
 
@@ -98,8 +110,10 @@ SELECT $1, i, n, d, o FROM unnest($2::bigint[], $3::text[], $4::int[]) WITH ORDI
 
 
 async def seed_restaurant(pool: asyncpg.Pool, *, slug: str, name: str, password_hash: str,
-                          email_domain: str, timezone: str = "America/New_York") -> int:
-    """Create a restaurant laid out like the demo, with `<role>@<email_domain>` staff."""
+                          email_domain: str, timezone: str = "America/New_York",
+                          prep_times: bool = False) -> int:
+    """Create a restaurant laid out like the demo, with `<role>@<email_domain>` staff (and the
+    demo's prep times if `prep_times`)."""
     async with events.write(pool) as tx:
         conn = tx.conn
         rid = await conn.fetchval(INSERT_RESTAURANT, slug, name, timezone, "USD")
@@ -114,7 +128,8 @@ async def seed_restaurant(pool: asyncpg.Pool, *, slug: str, name: str, password_
         for sort, (category, station, items) in enumerate(MENU):
             category_id = await conn.fetchval(INSERT_CATEGORY, rid, category, sort)
             rows = await conn.fetch(INSERT_ITEMS, rid, category_id, station,
-                                    [i[0] for i in items], [i[1] for i in items])
+                                    [i[0] for i in items], [i[1] for i in items],
+                                    [60 * PREP_MINUTES.get(i[0], 0) * prep_times for i in items])
             ids = {row["name"]: row["id"] for row in rows}
             modifiers = [(ids[item], mod, delta) for item, _, mods in items for mod, delta in mods]
             if modifiers:
@@ -132,7 +147,8 @@ async def seed_demo_if_empty(pool: asyncpg.Pool, password_hash: str) -> bool:
             if await conn.fetchval(HAS_RESTAURANTS):
                 return False
             await seed_restaurant(pool, slug="demo", name="Demo Bistro",
-                                  password_hash=password_hash, email_domain="demo.test")
+                                  password_hash=password_hash, email_domain="demo.test",
+                                  prep_times=True)
             return True
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SEED_LOCK)

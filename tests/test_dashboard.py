@@ -249,10 +249,10 @@ async def test_hourly_counts_covers_by_seating_and_tickets_by_bump_hour(client, 
                                headers=server))
     await cooked(client, db, base, cook, (await tickets_of(db, voided["id"]))["bar"],
                  await local_time(db, rid, "19:20"), 2)
-    old = await order(client, base, server, menu, tables["D3"], "Salmon")
+    old = await order(client, base, server, menu, tables["D5"], "Salmon")
     await cooked(client, db, base, cook, (await tickets_of(db, old["id"]))["grill"],
                  await local_time(db, rid, "18:45", -1), 30)
-    await order(client, base, server, menu, tables["D2"], "Salmon")
+    await order(client, base, server, menu, tables["D6"], "Salmon")
     # And another restaurant's kitchen.
     other = f"/api/v1/restaurants/{restaurant_ids['other']}"
     other_server, other_cook = bearer(await tokens("server", "other")), bearer(await tokens("kitchen", "other"))

@@ -386,9 +386,10 @@ async def test_a_party_moves_to_a_free_table_with_its_orders_and_nothing_for_the
 @pytest.mark.parametrize("case, status, code", [
     ("not_seated", 409, "conflict"), ("target_taken", 409, "conflict"),
     ("too_small", 409, "conflict"), ("same_table", 422, "invalid"),
-    ("other_restaurant", 422, "invalid"), ("stale", 412, "precondition_failed")])
+    ("other_restaurant", 422, "invalid"), ("stale", 412, "precondition_failed"),
+    ("target_has_an_order", 409, "table_has_open_order")])
 async def test_a_move_that_cannot_happen_says_why_and_changes_nothing(
-        client: TestClient, db, base, rid, manager, labels, restaurant_ids, case, status, code):
+        client: TestClient, db, base, rid, manager, labels, restaurant_ids, menu, case, status, code):
     source, target = labels["D1"], labels["D2"]
     if case != "not_seated":
         await client.post(f"{base}/tables/{source}/status", headers=manager,
@@ -397,6 +398,10 @@ async def test_a_move_that_cannot_happen_says_why_and_changes_nothing(
         await client.post(f"{base}/tables/{target}/status", headers=manager, json={"status": "blocked"})
     if case == "too_small":
         target = labels["P1"]  # seats 2
+    if case == "target_has_an_order":  # free, but an order was taken for it
+        placed = await client.post(f"{base}/orders", headers=manager, json={
+            "table_id": target, "items": [{"menu_item_id": menu["Burger"]["id"]}]})
+        assert placed.status == 201, await placed.text()
     if case == "same_table":
         target = source
     if case == "other_restaurant":

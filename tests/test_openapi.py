@@ -183,7 +183,12 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
                        json={"items": [{"menu_item_id": burger["id"]}]})
     await call("POST", R + "/orders/{order_id}/items/{item_id}/void", server,
                ids={**ids, "item_id": added["items"][-1]["id"]}, json={"reason": "mistake"})
+    await call("PATCH", R + "/orders/{order_id}/items/{item_id}",
+               {**server, "If-Match": str(added["items"][0]["version"])},
+               ids={**ids, "item_id": added["items"][0]["id"]}, json={"qty": 2, "note": "no onions"})
     await call("POST", R + "/orders/{order_id}/fire", server, ids=ids, json={"course": 2})
+    await call("POST", R + "/orders/{order_id}/courses/{course}/hold", server, ids={**ids, "course": 3})
+    await call("POST", R + "/orders/{order_id}/courses/{course}/fire", server, ids={**ids, "course": 3})
     tickets = await call("GET", R + "/kitchen/tickets", cook, ids=ids, params={"station": "grill"})
     ticket = tickets["items"][0]
     ticket_ids = {**ids, "ticket_id": ticket["id"]}
@@ -193,6 +198,7 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     await call("POST", R + "/kitchen/tickets/{ticket_id}/bump", cook, ids=ticket_ids)
     await call("POST", R + "/kitchen/tickets/{ticket_id}/recall", cook, ids=ticket_ids)
     await call("POST", R + "/kitchen/tickets/{ticket_id}/bump", cook, ids=ticket_ids)
+    await call("GET", R + "/kitchen/tickets/recent", cook, ids=ids, params={"station": "grill"})
     await call("POST", R + "/orders/{order_id}/items/{item_id}/serve", server,
                ids={**ids, "item_id": ticket["items"][0]["id"]})
     cold = (await call("GET", R + "/kitchen/tickets", cook, ids=ids, params={"station": "cold"}))["items"]
@@ -203,6 +209,26 @@ async def test_every_operation_answers_as_the_spec_says(client, spec, tokens, ri
     moved = await call("POST", R + "/tables/{table_id}/move", server, ids=ids,
                        json={"to_table_id": spare["id"]})
     assert moved["order_ids"] == [ids["order_id"]]
+    joining = await call("POST", R + "/tables", owner, 201, ids=ids,
+                         json={"label": "B3", "seats": 2, "area_id": area["id"]})
+    party_table = {**ids, "table_id": spare["id"]}
+    await call("POST", R + "/tables/{table_id}/merge", server, ids=party_table,
+               json={"table_ids": [joining["id"]]})
+    await call("POST", R + "/tables/{table_id}/unmerge", server, ids=party_table)
+    elsewhere = await call("POST", R + "/tables", owner, 201, ids=ids,
+                           json={"label": "B4", "seats": 2, "area_id": area["id"]})
+    await call("POST", R + "/orders/{order_id}/transfer", server, ids=ids,
+               json={"table_id": elsewhere["id"]})
+    side = await call("POST", R + "/orders", server, 201, ids=ids,
+                      json={"items": [{"menu_item_id": burger["id"]}, {"menu_item_id": burger["id"]}]})
+    await call("POST", R + "/orders/{order_id}/items/transfer", server, ids={**ids, "order_id": side["id"]},
+               json={"item_ids": [side["items"][0]["id"]], "to_order_id": ids["order_id"]})
+    side_ids = {**ids, "order_id": side["id"]}
+    split = await call("POST", R + "/orders/{order_id}/checks/split", server, ids=side_ids,
+                       json={"by": "even", "count": 2})
+    await call("GET", R + "/orders/{order_id}/checks", server, ids=side_ids)
+    await call("POST", R + "/orders/{order_id}/checks/{check_id}/pay", server,
+               ids={**side_ids, "check_id": split["checks"][0]["id"]}, json={"method": "card"})
     await call("POST", R + "/orders/{order_id}/close", server, ids=ids,
                json={"payment": {"method": "cash", "amount_minor": 10_000}})
     await call("GET", R + "/dashboard", owner, ids=ids)

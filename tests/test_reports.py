@@ -316,3 +316,36 @@ async def test_a_report_of_past_days_reflects_the_latest_seq_once_fresh(client, 
     again = await client.get(url, headers={**manager, "X-Serveline-Min-Seq": str(written)})
     assert again.status == 200 and int(again.headers["X-Serveline-Seq"]) >= written
     assert await again.json() == await first.json()
+
+
+async def test_a_line_moved_to_a_kept_order_does_not_hold_back_its_first_orders_purge(
+        client, db, rid, base, server, menu):
+    """A merge or a transfer leaves a line on its first order's ticket: when that order goes,
+    the kept line loses the ticket link and stays; the purge does not stall on it."""
+    from server.keys import POOL
+    from store import order_retention
+    burger = menu["Burger"]["id"]
+    first = await ok(await client.post(base + "/orders", headers=server, json={
+        "items": [{"menu_item_id": burger}, {"menu_item_id": burger, "note": "moves"}]}), 201)
+    kept = await ok(await client.post(base + "/orders", headers=server, json={
+        "items": [{"menu_item_id": burger}]}), 201)
+    moving = first["items"][1]
+    assert moving["ticket_id"] is not None
+    await ok(await client.post(base + f"/orders/{first['id']}/items/transfer", headers={
+        **server, "If-Match": f'"{first["version"]}"'},
+        json={"item_ids": [moving["id"]], "to_order_id": kept["id"]}))
+    first = await ok(await client.get(base + f"/orders/{first['id']}", headers=server))
+    await ok(await client.post(base + f"/orders/{first['id']}/close", headers=server, json={
+        "payment": {"method": "card", "amount_minor": first["total_minor"]}}))
+    await db.execute("UPDATE orders SET created_at = now() - interval '40 days', closed_at = now() "
+                     "- interval '40 days' WHERE restaurant_id = $1 AND id = $2", rid, first["id"])
+    day = await db.fetchval("SELECT ((now() - interval '40 days') AT TIME ZONE timezone)::date "
+                            "FROM restaurants WHERE id = $1", rid)
+    await db.execute("INSERT INTO daily_rollups (restaurant_id, day, through_seq, figures) VALUES ($1, $2, 0, "
+                     "'{}') ON CONFLICT DO NOTHING", rid, day)
+    assert await order_retention.drop_closed_orders(client.app[POOL], 30) == 1
+    line = await db.fetchrow("SELECT order_id, ticket_id FROM order_items WHERE restaurant_id = $1 "
+                             "AND id = $2", rid, moving["id"])
+    assert (line["order_id"], line["ticket_id"]) == (kept["id"], None)
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE restaurant_id = $1 AND id = $2",
+                             rid, first["id"]) == 0

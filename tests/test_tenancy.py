@@ -38,6 +38,8 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("PATCH", R + "/tables/{table_id}"): MANAGERS,
     ("POST", R + "/tables/{table_id}/status"): FRONT,
     ("POST", R + "/tables/{table_id}/move"): FRONT,
+    ("POST", R + "/tables/{table_id}/merge"): FRONT,
+    ("POST", R + "/tables/{table_id}/unmerge"): FRONT,
     ("GET", R + "/waitlist"): FRONT,
     ("POST", R + "/waitlist"): HOSTS,
     ("GET", R + "/waitlist/estimate"): FRONT,
@@ -63,11 +65,20 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", R + "/orders/{order_id}"): SERVERS,
     ("POST", R + "/orders/{order_id}/items"): SERVERS,
     ("POST", R + "/orders/{order_id}/fire"): SERVERS,
+    ("POST", R + "/orders/{order_id}/courses/{course}/hold"): SERVERS,
+    ("POST", R + "/orders/{order_id}/courses/{course}/fire"): SERVERS,
     ("POST", R + "/orders/{order_id}/items/{item_id}/void"): SERVERS,
     ("POST", R + "/orders/{order_id}/items/{item_id}/serve"): SERVERS,
+    ("PATCH", R + "/orders/{order_id}/items/{item_id}"): SERVERS,
     ("POST", R + "/orders/{order_id}/close"): SERVERS,
+    ("POST", R + "/orders/{order_id}/transfer"): SERVERS,
+    ("POST", R + "/orders/{order_id}/items/transfer"): SERVERS,
+    ("GET", R + "/orders/{order_id}/checks"): SERVERS,
+    ("POST", R + "/orders/{order_id}/checks/split"): SERVERS,
+    ("POST", R + "/orders/{order_id}/checks/{check_id}/pay"): SERVERS,
     ("GET", R + "/kitchen/tickets"): TICKETS,
     ("GET", R + "/kitchen/expo"): TICKETS,
+    ("GET", R + "/kitchen/tickets/recent"): TICKETS,
     ("POST", R + "/kitchen/tickets/{ticket_id}/start"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/bump"): KITCHEN,
     ("POST", R + "/kitchen/tickets/{ticket_id}/recall"): KITCHEN,
@@ -251,6 +262,8 @@ def concrete(path: str, rid: int, ids: dict[str, int] | None = None) -> str:
                  "reservation_id", "order_id", "ticket_id"):
         path = path.replace("{" + name + "}", real(name))
     path = path.replace("{delivery_id}", "999999")  # this webhook never delivered anything
+    path = path.replace("{check_id}", "999999")  # that order has no split: a 404 when allowed
+    path = path.replace("{course}", "2")  # a course (1–9), not an id
     return path + ("?size=2&date=2030-01-01" if path.endswith(("/estimate", "/availability")) else "")
 
 

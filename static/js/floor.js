@@ -71,20 +71,73 @@ function applyTable(table) {
   refresh();
 }
 
+// How the last "your table is ready" message went (templates/floor.html says the same).
+const NOTIFIED = {
+  queued: "✉ Table-ready message queued", retrying: "⟳ Table-ready message retrying",
+  delivered: "✔ Told: table ready", failed: "✖ Table-ready message failed",
+};
+
+function toldLine(told) {
+  const line = element("p", `told ${told.status}`,
+                       `${NOTIFIED[told.status]} by ${told.via}` +
+                       (told.count > 1 ? ` · ${told.count}× sent` : "") +
+                       (told.attempts > 1 ? ` · ${told.attempts} tries` : ""));
+  line.title = told.message;
+  if (told.error) line.append(element("span", "why", told.error));
+  return line;
+}
+
 function partyItem(party) {
   const item = element("li", `party ${party.status}`);
   Object.assign(item.dataset, { id: party.id, size: party.size, joined: party.joined_at,
-                                quoted: party.quoted_minutes ?? "" });
+                                quoted: party.quoted_minutes ?? "", due: party.quote_due_at ?? "" });
   const line = element("div");
+  const countdown = element("span", "countdown");
+  countdown.setAttribute("role", "timer");
   line.append(element("strong", "name", party.name), " · ", element("span", "size", party.size), " guests",
-              element("span", "wait"));
+              countdown, element("span", "wait"));
   if (party.note) line.append(element("span", "note", party.note));
   const actions = element("div", "actions");
-  const notify = element("button", "notify", "Notify");
-  notify.disabled = party.status === "notified";
+  const notify = element("button", "notify", party.notification ? "Notify again" : "Notify");
   actions.append(notify, element("button", "seat", "Seat"));
-  item.append(line, actions);
+  item.append(line);
+  if (party.notification) item.append(toldLine(party.notification));
+  item.append(actions);
+  tickQuote(item);
   return item;
+}
+
+// The quote counting down: mm:ss left until joined_at + quoted_minutes, then red, counting up.
+function tickQuote(party) {
+  const countdown = party.querySelector(".countdown");
+  const due = Date.parse(party.dataset.due);
+  if (Number.isNaN(due)) {
+    countdown.textContent = "";
+    party.classList.remove("missed");
+    return;
+  }
+  const seconds = Math.round((due - Date.now()) / 1000);
+  const clock = `${Math.floor(Math.abs(seconds) / 60)}:${twoDigits(Math.abs(seconds) % 60)}`;
+  countdown.textContent = seconds >= 0 ? `${clock} left` : `${clock} over quote`;
+  party.classList.toggle("missed", seconds < 0);
+}
+
+// What a new party of each size would be quoted now; asked again (at most every 2 s) when the
+// floor or the waitlist changes, and every minute.
+async function refreshQuotes() {
+  for (const quote of document.querySelectorAll("#quotes .quote")) {
+    const response = await fetch(`/api/v1/restaurants/${rid}/waitlist/estimate?size=${quote.dataset.size}`,
+                                 { credentials: "same-origin" }).catch(() => null);
+    const estimate = response?.ok ? await response.json() : null;
+    quote.querySelector("b").textContent = estimate ? `${estimate.minutes} min` : "–";
+    quote.title = estimate ? estimate.tables.slice(0, 3)
+      .map((t) => `${t.label}: ${t.frees_in} min (${t.reason})`).join("\n") : "";
+  }
+}
+
+function quotesSoon() {
+  if (quotesSoon.timer) return;
+  quotesSoon.timer = setTimeout(() => { quotesSoon.timer = null; refreshQuotes(); }, 2000);
 }
 
 function applyParty(party) {
@@ -333,6 +386,7 @@ connectLive({
     if (event.data.table) applyTable(event.data.table);
     if (event.data.party) applyParty(event.data.party);
     if (event.data.reservation) applyBooking(event.data.reservation);
+    if (event.data.table || event.data.party || event.data.reservation) quotesSoon();
   },
   onReset: (snapshot) => {
     snapshot.tables.forEach(applyTable);
@@ -346,6 +400,10 @@ connectLive({
 });
 layout();
 refresh();
+list.querySelectorAll(".party").forEach(tickQuote);
+refreshQuotes();
+setInterval(() => list.querySelectorAll(".party").forEach(tickQuote), 1000);
+setInterval(refreshQuotes, 60000);
 setInterval(() => {
   const newDay = minuteOf(Date.now()) >= 1440;  // past local midnight: load the new day's bookings
   if (newDay && !seating && !card.open) location.reload();

@@ -1,4 +1,6 @@
-// The kitchen display: tickets in fire order, timers, bump bar keys, live updates.
+// The kitchen display: tickets in fire order, timers coloured by the station's thresholds,
+// bump bar keys, live updates; tickets changed after they were sent flash and say what
+// changed; held lines count down to their fire time; the recently bumped can be recalled.
 import { connectLive } from "./live.js";
 
 const screen = document.getElementById("screen");
@@ -8,12 +10,22 @@ const station = screen.dataset.station;
 const amber = Number(screen.dataset.amber);
 const red = Number(screen.dataset.red);
 const canBump = screen.dataset.canBump === "yes";
+const recallMs = Number(screen.dataset.recallMinutes) * 60000;
+const thresholds = new Map(screen.dataset.thresholds.trim().split(/\s+/).filter(Boolean).map((entry) => {
+  const [name, stationAmber, stationRed] = entry.split(":");
+  return [name, { amber: Number(stationAmber), red: Number(stationRed) }];
+}));
 let selected = 0;
-const recallStack = [];
 const recallButton = document.getElementById("recall");
+const recentToggle = document.getElementById("recent-toggle");
+const recentPanel = document.getElementById("recent");
+const recent = new Map();  // bumped within the recall window: id → ticket
 const chimeButton = document.getElementById("chime");
 let audio = null;  // created on the tap that turns the chime on (browsers allow sound after a gesture)
 const FRESH_MS = 6000;  // how long a new ticket stands out
+const FLASH_MS = 10000;  // how long a changed ticket flashes; then it keeps a steady mark
+const drawnChange = new Map();  // ticket id → the changed_at this screen last drew
+const flashingSince = new Map();  // ticket id → when its flash began
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -22,11 +34,15 @@ function element(tag, className, text) {
   return node;
 }
 
+const clock = (seconds) => `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+
 function card(ticket) {
   const article = element("article", "ticket");
   article.dataset.id = ticket.id;
   article.dataset.fired = ticket.fired_at;
   article.dataset.status = ticket.status;
+  article.dataset.station = ticket.station;
+  article.dataset.changed = ticket.changed_at || "";
   article.tabIndex = 0;
   const header = element("header");
   header.append(element("span", "key"), element("strong", "where", ticket.table_label || `Order ${ticket.order_id}`),
@@ -35,13 +51,22 @@ function card(ticket) {
                 ticket.status === "started" ? "cooking" : ""].filter(Boolean).join(" · ");
   article.append(header, element("p", "meta", meta));
   if (ticket.order_note) article.append(element("p", "note", ticket.order_note));
-  const items = element("ul");
+  if (ticket.changes?.length) {
+    article.classList.add("changed");
+    const changes = element("ul", "changes");
+    changes.setAttribute("aria-label", "Changed after it was sent");
+    for (const change of ticket.changes.slice(-6)) changes.append(element("li", `change ${change.kind}`, change.text));
+    article.append(changes);
+  }
+  const items = element("ul", "items");
   for (const item of ticket.items) {
     const line = element("li", `item ${item.status}`);
-    Object.assign(line.dataset, { item: item.id, name: item.name, qty: item.qty, status: item.status });
+    Object.assign(line.dataset, { item: item.id, name: item.name, qty: item.qty, status: item.status,
+                                  fireAt: item.fire_at || "" });
     line.append(element("b", "", `${item.qty}×`), document.createTextNode(` ${item.name}`));
     for (const modifier of item.modifiers) line.append(element("span", "mod", modifier.name));
     if (item.note) line.append(element("span", "note", item.note));
+    if (item.status === "held") line.append(element("span", "hold", "hold"));
     items.append(line);
   }
   article.append(items);
@@ -86,10 +111,32 @@ function select(n) {
   cards().forEach((node, i) => node.classList.toggle("selected", i === selected));
 }
 
+function noteChange(id, changedAt, drawnBefore) {
+  // A change this screen has not drawn yet flashes (on first sight only if it is a fresh one).
+  const before = drawnChange.get(id);
+  drawnChange.set(id, changedAt);
+  if (!changedAt || changedAt === before) return;
+  if (drawnBefore || Date.now() - Date.parse(changedAt) < FLASH_MS) flashingSince.set(id, Date.now());
+}
+
+function flash(node) {
+  // Redrawn mid-flash, the animation carries on where it was.
+  const since = flashingSince.get(node.dataset.id);
+  if (since === undefined) return;
+  const elapsed = Date.now() - since;
+  if (elapsed >= FLASH_MS) { flashingSince.delete(node.dataset.id); return; }
+  node.classList.add("flash");
+  node.style.animationDelay = `-${elapsed}ms`;
+  setTimeout(() => node.classList.remove("flash"), FLASH_MS - elapsed);
+}
+
 function upsert(ticket, isNew = false) {
   const existing = list.querySelector(`.ticket[data-id="${ticket.id}"]`);
-  if (ticket.status === "bumped") { existing?.remove(); renumber(); return; }
+  remember(ticket);
+  if (ticket.status === "bumped") { existing?.remove(); renumber(); drawRecent(); return; }
+  noteChange(String(ticket.id), ticket.changed_at, Boolean(existing));
   const fresh = card(ticket);
+  flash(fresh);
   if (existing) existing.replaceWith(fresh);
   else {
     const later = cards().find((node) => Number(node.dataset.id) > ticket.id);  // fire order
@@ -146,6 +193,7 @@ function onReset(snapshot) {
     : Object.values(snapshot.tickets).flat()).map(card));
   renumber();
   tick();
+  loadRecent();
 }
 
 function tick() {
@@ -153,37 +201,101 @@ function tick() {
   for (const node of cards()) {
     const seconds = Math.max(0, Math.floor((now - Date.parse(node.dataset.fired)) / 1000));
     const minutes = seconds / 60;
-    node.querySelector(".timer").textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
-    node.classList.toggle("amber", minutes >= amber && minutes < red);
-    node.classList.toggle("red", minutes >= red);
+    const limits = thresholds.get(node.dataset.station) || { amber, red };
+    node.querySelector(".timer").textContent = clock(seconds);
+    node.classList.toggle("amber", minutes >= limits.amber && minutes < limits.red);
+    node.classList.toggle("red", minutes >= limits.red);
   }
+  for (const line of list.querySelectorAll("li.item.held")) {
+    // The server fires the line at fire_at; its redraw comes with that event.
+    const left = Math.ceil((Date.parse(line.dataset.fireAt) - now) / 1000);
+    const hold = line.querySelector(".hold");
+    hold.textContent = !line.dataset.fireAt ? "held" : left > 0 ? `hold ${clock(left)}` : "FIRE";
+    hold.classList.toggle("due", Boolean(line.dataset.fireAt) && left <= 0);
+  }
+  drawRecent(now);
+}
+
+function remember(ticket) {
+  // The recently bumped list follows the tickets as they are bumped and recalled.
+  if (!ours(`kitchen:${ticket.station}`)) return;
+  if (ticket.status === "bumped" && ticket.bumped_at && ticket.items.some((item) => item.status !== "void")) {
+    recent.set(String(ticket.id), ticket);
+  } else recent.delete(String(ticket.id));
+}
+
+function newestFirst() {
+  return [...recent.values()].sort((a, b) => Date.parse(b.bumped_at) - Date.parse(a.bumped_at) || b.id - a.id);
+}
+
+function drawRecent(now = Date.now()) {
+  for (const [id, ticket] of recent) if (now - Date.parse(ticket.bumped_at) >= recallMs) recent.delete(id);
+  const tickets = newestFirst();
+  document.getElementById("recent-count").textContent = tickets.length;
+  if (recallButton) recallButton.disabled = tickets.length === 0;
+  document.getElementById("recent-empty").hidden = tickets.length > 0;
+  if (recentPanel.hidden) return;
+  const rows = tickets.map((ticket) => {
+    const row = element("li", "recent-ticket");
+    row.dataset.id = ticket.id;
+    const ago = Math.max(0, Math.floor((now - Date.parse(ticket.bumped_at)) / 1000));
+    const head = element("p", "recent-head");
+    head.append(element("strong", "where", ticket.table_label || `Order ${ticket.order_id}`),
+                element("span", "muted", ` ${ticket.station} · bumped ${clock(ago)} ago`));
+    const what = ticket.items.filter((item) => item.status !== "void").map((item) => `${item.qty}× ${item.name}`);
+    row.append(head, element("p", "recent-items", what.join(", ")));
+    if (canBump) row.append(element("button", "recall", "Recall"));
+    return row;
+  });
+  document.getElementById("recent-list").replaceChildren(...rows);
+}
+
+async function loadRecent() {
+  const query = station ? `?station=${station}&limit=100` : "?limit=100";
+  const response = await fetch(`/api/v1/restaurants/${rid}/kitchen/tickets/recent${query}`,
+                               { credentials: "same-origin" });
+  if (!response.ok) return;
+  recent.clear();
+  for (const ticket of (await response.json()).items) remember(ticket);
+  drawRecent();
 }
 
 async function act(ticketId, action) {
   const response = await fetch(`/api/v1/restaurants/${rid}/kitchen/tickets/${ticketId}/${action}`,
                                { method: "POST", credentials: "same-origin" });
   if (response.ok) upsert(await response.json());
-  return response.ok;
+  return response;
 }
 
 let bumping = Promise.resolve();  // the last bump in flight: a recall waits for it
 
 async function bump(node) {
   if (!node) return;
-  // Recallable at once: the socket may take the card away before the bump's own answer.
-  const id = node.dataset.id;
-  recallStack.push(id);
-  recallButton.disabled = false;
-  bumping = act(id, "bump");
-  if (!(await bumping)) recallStack.splice(recallStack.lastIndexOf(id), 1);
-  recallButton.disabled = recallStack.length === 0;
+  bumping = act(node.dataset.id, "bump");
+  await bumping;
+  drawRecent();
 }
 
-async function recall() {
+async function recall(ticketId) {
+  // Any ticket of the recent list, or (R, the Recall button) the last one bumped.
   await bumping;
-  const last = recallStack.pop();
-  if (last) await act(last, "recall");
-  recallButton.disabled = recallStack.length === 0;
+  const id = ticketId ?? newestFirst()[0]?.id;
+  if (id === undefined) return;
+  const response = await act(id, "recall");
+  const problem = document.getElementById("recent-error");
+  problem.hidden = response.ok;
+  if (!response.ok) {
+    problem.textContent = (await response.json()).error?.message || "Could not recall this ticket";
+    if (response.status === 409) recent.delete(String(id));  // past the window, or no longer bumped
+  }
+  drawRecent();
+}
+
+function toggleRecent(open = recentPanel.hidden) {
+  recentPanel.hidden = !open;
+  recentToggle.setAttribute("aria-expanded", String(open));
+  if (open) loadRecent();
+  drawRecent();
 }
 
 if (canBump) {
@@ -194,9 +306,16 @@ if (canBump) {
       key.preventDefault();
       await bump(cards()[selected]);
     } else if (key.key === "r" || key.key === "R") await recall();
+    else if (key.key === "Escape") toggleRecent(false);
   });
-  recallButton.addEventListener("click", recall);
+  recallButton.addEventListener("click", () => recall());
 }
+recentToggle.addEventListener("click", () => toggleRecent());
+document.getElementById("recent-close").addEventListener("click", () => toggleRecent(false));
+recentPanel.addEventListener("click", async (click) => {
+  const row = click.target.closest("button.recall") && click.target.closest(".recent-ticket");
+  if (row) await recall(row.dataset.id);
+});
 
 list.addEventListener("click", async (click) => {
   const node = click.target.closest(".ticket");
@@ -227,6 +346,11 @@ connectLive({
   onEvent, onReset,
   onState: (online) => { document.getElementById("offline").hidden = online; },
 });
+for (const node of cards()) {
+  noteChange(node.dataset.id, node.dataset.changed, false);
+  flash(node);
+}
 renumber();
 tick();
+loadRecent();
 setInterval(tick, 1000);
