@@ -65,10 +65,68 @@ function applyTable(table) {
   node.dataset.status = table.status;
   node.dataset.seated = table.seated_at || "";
   node.dataset.label = table.label;
+  node.dataset.seats = table.seats;
+  node.dataset.mergedInto = table.merged_into ?? "";
+  node.dataset.mergedTables = (table.merged_tables ?? []).join(" ");
   node.querySelector(".label").textContent = table.label;  // a renamed table, live
   node.querySelector(".state").textContent = table.status.replace("_", " ");
-  node.setAttribute("aria-label", `Table ${table.label}, ${table.seats} seats, ${table.status.replace("_", " ")}`);
+  drawMerges();
   refresh();
+}
+
+// Tables joined to a party, in the merge's colour: the main table's outline, a tag "+ D2, D3" on
+// it and "with D1" on each joined table, and a line from it to each. Drawn from every table's
+// merged_into and merged_tables together, so the events of one step can arrive in any order.
+const MERGE_COLOURS = ["#00838f", "#c2185b", "#7b1fa2", "#1565c0", "#ef6c00", "#37474f"];
+
+function drawMerges() {
+  const tables = [...svg.querySelectorAll(".table")];
+  const byId = new Map(tables.map((t) => [t.dataset.id, t]));
+  const joinedTo = new Map();  // main table → the tables joined to it, in map order
+  for (const node of tables) {
+    const ids = [...node.dataset.mergedTables.split(" ").filter(Boolean),
+                 ...tables.filter((t) => t.dataset.mergedInto === node.dataset.id).map((t) => t.dataset.id)];
+    const joined = tables.filter((t) => t !== node && ids.includes(t.dataset.id));
+    if (joined.length) joinedTo.set(node, joined);
+  }
+  const links = document.getElementById("links");
+  links.replaceChildren();
+  const merged = new Map();  // table → [role, colour, tag, words]
+  [...joinedTo].forEach(([main, joined], n) => {
+    const colour = MERGE_COLOURS[n % MERGE_COLOURS.length];
+    const labels = joined.map((t) => t.dataset.label);
+    merged.set(main, ["lead", colour, labels.length > 2 ? `+${labels.length} tables` : `+ ${labels.join(", ")}`,
+                      `joined with ${labels.join(", ")}`]);
+    for (const node of joined) {
+      merged.set(node, ["joined", colour, `with ${main.dataset.label}`, `joined to ${main.dataset.label}'s party`]);
+      const link = document.createElementNS(svg.namespaceURI, "line");
+      for (const [end, at] of [["1", main], ["2", node]]) {
+        link.setAttribute(`x${end}`, at.dataset.x);
+        link.setAttribute(`y${end}`, at.dataset.y);
+      }
+      link.style.setProperty("--merge", colour);
+      links.append(link);
+    }
+  });
+  for (const node of tables) {
+    const [role, colour, tag, words] = merged.get(node) ?? [];
+    const { label, seats, status } = node.dataset;
+    node.classList.toggle("lead", role === "lead");
+    node.classList.toggle("joined", role === "joined");
+    node.setAttribute("aria-label", `Table ${label}, ${seats} seats, ${status.replace("_", " ")}` +
+                                    (words ? `, ${words}` : ""));
+    if (!role) {
+      node.style.removeProperty("--merge");
+      continue;
+    }
+    node.style.setProperty("--merge", colour);
+    const text = node.querySelector(".merge-tag text");
+    text.textContent = tag;
+    const width = Math.max(44, Math.ceil(text.getComputedTextLength()) + 20);  // the pill fits its words
+    const pill = node.querySelector(".merge-tag rect");
+    pill.setAttribute("x", -width / 2);
+    pill.setAttribute("width", width);
+  }
 }
 
 // How the last "your table is ready" message went (templates/floor.html says the same).
@@ -163,11 +221,22 @@ function bookingBlock(booking) {
   size.title = `${booking.size} guests`;
   const line = element("span", "line");
   line.append(element("b", "name", booking.name), size);
+  if (booking.pacing_override) line.append(paceMark(booking.pacing_override));
   const facts = element("span", "facts");
   facts.append(element("span", "when", hhmm(minuteOf(Date.parse(booking.starts_at)))), " · ",
                element("span", "state", STATES[booking.status]));
   block.append(line, facts);
   return block;
+}
+
+// Booked past a pacing limit by a host: why, and who (templates/floor.html says the same).
+function paceMark(override) {
+  const mark = element("span", "pace", "over pace");
+  const why = `Over pace: ${override.reason} (booked by ${override.by})`;
+  mark.setAttribute("role", "img");
+  mark.title = why;
+  mark.setAttribute("aria-label", why);
+  return mark;
 }
 
 // The timeline's row of a table (or of bookings without one), made in the map's table order.
@@ -307,7 +376,8 @@ function showCard(block) {
   document.getElementById("booking-facts").textContent =
     `${hhmm(start)}–${hhmm(end)} · ${size} guests · ${table ? `table ${tableLabel(table)}` : "no table yet"}`;
   document.getElementById("booking-state").textContent = block.querySelector(".state").textContent;
-  for (const [field, text] of [["note", note], ["phone", phone]]) {
+  const pace = block.querySelector(".pace")?.title ?? "";
+  for (const [field, text] of [["pace", pace], ["note", note], ["phone", phone]]) {
     const node = document.getElementById(`booking-${field}`);
     node.textContent = text;
     node.hidden = !text;
@@ -384,6 +454,7 @@ connectLive({
   rid, seq: screen.dataset.seq, epoch: screen.dataset.epoch, channels: ["floor"],
   onEvent: (event) => {
     if (event.data.table) applyTable(event.data.table);
+    event.data.tables?.forEach(applyTable);  // a merge's joined (or left) tables
     if (event.data.party) applyParty(event.data.party);
     if (event.data.reservation) applyBooking(event.data.reservation);
     if (event.data.table || event.data.party || event.data.reservation) quotesSoon();
@@ -398,6 +469,7 @@ connectLive({
   },
   onState: (online) => { document.getElementById("offline").hidden = online; },
 });
+drawMerges();
 layout();
 refresh();
 list.querySelectorAll(".party").forEach(tickQuote);
