@@ -171,6 +171,23 @@ async def cook(tokens: Callable) -> dict[str, str]:
 
 
 @pytest.fixture
+async def manager(tokens: Callable) -> dict[str, str]:
+    return bearer(await tokens("manager"))
+
+
+@pytest.fixture
+async def host(tokens: Callable) -> dict[str, str]:
+    return bearer(await tokens("host"))
+
+
+@pytest.fixture
+async def labels(db: asyncpg.Connection, rid: int) -> dict[str, int]:
+    """The demo restaurant's tables: label → id."""
+    rows = await db.fetch("SELECT label, id FROM dining_tables WHERE restaurant_id = $1", rid)
+    return {r["label"]: r["id"] for r in rows}
+
+
+@pytest.fixture
 async def menu(client: TestClient, base: str, server: dict[str, str]) -> dict[str, dict]:
     """The demo menu's items by name."""
     tree = await (await client.get(base + "/menu", headers=server)).json()

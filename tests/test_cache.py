@@ -34,11 +34,6 @@ async def instances(make_client, config, cache_url):
 
 
 @pytest.fixture
-async def host(tokens):
-    return bearer(await tokens("host"))
-
-
-@pytest.fixture
 async def kitchen(tokens):
     return bearer(await tokens("kitchen"))
 

@@ -8,11 +8,6 @@ from conftest import bearer, error_of, login, table_counts
 DEVICE = {"name": "Grill screen", "kind": "screen", "role": "kitchen"}
 
 
-@pytest.fixture
-async def manager(tokens) -> dict[str, str]:
-    return bearer(await tokens("manager"))
-
-
 BAD_BODIES = [
     # (raw body, content type, status, code, path in details)
     (b'{"name": "Grill screen", "kind": ', "application/json", 400, "invalid_json", None),

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import msgspec
 import pytest
-from conftest import PASSWORD, bearer, error_of, table_counts
+from conftest import PASSWORD, error_of, table_counts
 from screens import SHOTS, needs_chromium, sign_in
 
 from server.keys import POOL
@@ -16,11 +16,6 @@ from store import firing
 async def ok(response, status=200):
     assert response.status == status, await response.text()
     return await response.json()
-
-
-@pytest.fixture
-async def manager(tokens):
-    return bearer(await tokens("manager"))
 
 
 @pytest.fixture

@@ -28,17 +28,6 @@ STAMPED = ("ordering", "waiting_food", "eating", "paying", "dirty")
 PARTY = 3
 
 
-@pytest.fixture
-async def manager(tokens) -> dict[str, str]:
-    return bearer(await tokens("manager"))
-
-
-@pytest.fixture
-async def labels(db: asyncpg.Connection, rid: int) -> dict[str, int]:
-    rows = await db.fetch("SELECT label, id FROM dining_tables WHERE restaurant_id = $1", rid)
-    return {r["label"]: r["id"] for r in rows}
-
-
 async def seq_of(db: asyncpg.Connection, rid: int) -> int:
     return await db.fetchval("SELECT seq FROM restaurants WHERE id = $1", rid)
 

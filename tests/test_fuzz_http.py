@@ -107,11 +107,6 @@ async def raw_request(client, method: str, target: bytes | str, headers: dict | 
 
 
 @pytest.fixture
-async def manager(tokens) -> dict[str, str]:
-    return bearer(await tokens("manager"))
-
-
-@pytest.fixture
 async def health_stays_fast(client):
     """A probe that /api/health answers quickly while something bad goes on."""
     async def probe() -> float:

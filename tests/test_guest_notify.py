@@ -22,11 +22,6 @@ def config(config, request):
 
 
 @pytest.fixture
-async def host(tokens) -> dict[str, str]:
-    return bearer(await tokens("host"))
-
-
-@pytest.fixture
 async def owner(tokens) -> dict[str, str]:
     return bearer(await tokens("owner"))
 

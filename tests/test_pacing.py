@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import bearer, error_of, table_counts
+from conftest import error_of, table_counts
 
 NY = ZoneInfo("America/New_York")
 DAY = datetime.now(NY).date() + timedelta(days=3)
@@ -25,16 +25,6 @@ def at(hour: int, minute: int = 0, day: date = DAY) -> str:
 
 def local(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone(NY).strftime("%H:%M")
-
-
-@pytest.fixture
-async def host(tokens) -> dict[str, str]:
-    return bearer(await tokens("host"))
-
-
-@pytest.fixture
-async def manager(tokens) -> dict[str, str]:
-    return bearer(await tokens("manager"))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import re
 
 import aiohttp
 import pytest
-from conftest import bearer, error_of, table_counts
+from conftest import error_of, table_counts
 
 from server.auth import SESSION_COOKIE
 
@@ -29,11 +29,6 @@ async def shown_code(screen) -> str:
 async def pair(client, base, manager, code, **fields):
     body = {"code": code, "name": "Grill screen", "screen": "kitchen", "station": "grill"} | fields
     return await client.post(base + "/devices/pair", headers=manager, json=body)
-
-
-@pytest.fixture
-async def manager(tokens):
-    return bearer(await tokens("manager"))
 
 
 async def test_a_claimed_code_signs_the_screen_in_as_a_device_that_opens_its_station(

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import bearer, error_of, table_counts
+from conftest import error_of, table_counts
 
 NY = ZoneInfo("America/New_York")
 DAY = datetime.now(NY).date() + timedelta(days=3)
@@ -18,11 +18,6 @@ DAY = datetime.now(NY).date() + timedelta(days=3)
 def at(hour: int, minute: int = 0, day: date = DAY) -> str:
     """A local New York time on `day`, as ISO 8601 with its offset."""
     return datetime.combine(day, time(hour, minute), NY).isoformat()
-
-
-@pytest.fixture
-async def host(tokens) -> dict[str, str]:
-    return bearer(await tokens("host"))
 
 
 @pytest.fixture

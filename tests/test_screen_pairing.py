@@ -53,8 +53,8 @@ async def test_a_screen_that_is_not_allowed_gets_a_page_not_json(browser, client
 
 
 async def test_a_manager_pairs_a_screen_from_the_manager_screen(browser, client):
-    from screens import sign_in
     from conftest import PASSWORD
+    from screens import sign_in
     url = str(client.make_url(""))
     wall = await browser.new_page(viewport={"width": SIZES["wall"][0], "height": SIZES["wall"][1]})
     await wall.goto(url + "/pair")

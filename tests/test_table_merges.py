@@ -8,18 +8,7 @@ import json
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import bearer, error_of, table_counts
-
-
-@pytest.fixture
-async def manager(tokens) -> dict[str, str]:
-    return bearer(await tokens("manager"))
-
-
-@pytest.fixture
-async def labels(db: asyncpg.Connection, rid: int) -> dict[str, int]:
-    rows = await db.fetch("SELECT label, id FROM dining_tables WHERE restaurant_id = $1", rid)
-    return {r["label"]: r["id"] for r in rows}
+from conftest import error_of, table_counts
 
 
 async def kitchen_sent(db: asyncpg.Connection, rid: int) -> tuple[list, int]:

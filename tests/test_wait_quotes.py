@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import bearer, error_of, table_counts
-
-
-@pytest.fixture
-async def host(tokens) -> dict[str, str]:
-    return bearer(await tokens("host"))
-
-
-@pytest.fixture
-async def labels(db: asyncpg.Connection, rid: int) -> dict[str, int]:
-    rows = await db.fetch("SELECT label, id FROM dining_tables WHERE restaurant_id = $1", rid)
-    return {r["label"]: r["id"] for r in rows}
-
+from conftest import error_of, table_counts
 
 SIX_TOPS = ["D3", "D6", "D9", "D12"]  # the seeded tables that seat six
 

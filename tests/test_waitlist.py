@@ -11,11 +11,6 @@ from conftest import bearer, error_of, table_counts
 
 
 @pytest.fixture
-async def host(tokens) -> dict[str, str]:
-    return bearer(await tokens("host"))
-
-
-@pytest.fixture
 async def tables(db: asyncpg.Connection, rid: int) -> list[asyncpg.Record]:
     return await db.fetch("SELECT id, label, seats FROM dining_tables WHERE restaurant_id = $1 "
                           "ORDER BY id", rid)
