@@ -7,7 +7,6 @@ from typing import Literal
 from aiohttp import web
 
 from server.auth import SERVERS, requires
-from server.errors import ApiError
 from server.http import (
     SEQ_HEADER,
     after_id,
@@ -116,12 +115,9 @@ async def fire_course_by_hand(request: web.Request) -> web.Response:
 async def _by_hand(request: web.Request, change: Callable[..., Awaitable[order_entry.Outcome]]
                    ) -> web.Response:
     key = await key_of(request)
-    try:
-        return _answer(key, await change(
-            request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"),
-            path_id(request, "course"), expected_version(request), key, KEPT))
-    except firing.CourseRefused as refused:
-        raise ApiError(409, refused.code, refused.message, refused.details) from None
+    return _answer(key, await change(
+        request.app[POOL], request[RESTAURANT_ID], path_id(request, "order_id"),
+        path_id(request, "course"), expected_version(request), key, KEPT))
 
 
 @routes.post(BASE + "/{order_id}/items/{item_id}/void")

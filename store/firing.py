@@ -196,14 +196,6 @@ WITH {COURSE_STATE}, order_row AS (
 SELECT {ANSWERS}"""
 
 
-class CourseRefused(Conflict):
-    """A course that cannot be held or fired as asked: 409 with a code of its own."""
-
-    def __init__(self, code: str, message: str, details: list[dict] | None = None) -> None:
-        super().__init__(message, details)
-        self.code = code
-
-
 def _course(course: int) -> None:
     if not 1 <= course <= 9:
         raise Invalid("a course is 1–9", [{"path": "course", "message": "between 1 and 9"}])
@@ -219,11 +211,10 @@ async def hold_course(pool: asyncpg.Pool, rid: int, order_id: int, course: int,
         return row
     if row["doc"] is None:
         if row["held"]:
-            raise CourseRefused("course_already_held", f"course {course} is already held",
-                                [{"course": course}])
-        raise CourseRefused("course_already_sent",
-                            f"course {course} has all gone to the kitchen; nothing is left to hold",
-                            [{"course": course}])
+            raise Conflict(f"course {course} is already held", [{"course": course}],
+                           code="course_already_held")
+        raise Conflict(f"course {course} has all gone to the kitchen; nothing is left to hold",
+                       [{"course": course}], code="course_already_sent")
     return written(rid, row)
 
 
@@ -236,6 +227,6 @@ async def fire_course(pool: asyncpg.Pool, rid: int, order_id: int, course: int,
     if isinstance(row, idempotency.Stored):
         return row
     if row["doc"] is None:
-        raise CourseRefused("nothing_to_fire", f"nothing of course {course} is waiting to be fired",
-                            [{"course": course}])
+        raise Conflict(f"nothing of course {course} is waiting to be fired", [{"course": course}],
+                       code="nothing_to_fire")
     return written(rid, row)
