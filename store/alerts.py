@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from store import events
-from store.dashboard import RED_MINUTES
+from store.dashboard import RED_MINUTES, station_red
 from store.pages import Page, fetch_page, paged
 
 Rule = Literal["late_ticket", "device_dark", "device_lagging", "slow_requests", "pool_waiters",
@@ -56,8 +56,7 @@ WHERE a.restaurant_id = $1 AND ($3::bigint = 0 OR a.id < $3) AND (NOT $4 OR a.cl
 ORDER BY a.id DESC LIMIT $2 + 1""")
 
 # A ticket is late at its station's own red (settings.station_thresholds), else the restaurant's.
-STATION_RED = f"""coalesce((r.settings #>> ARRAY['station_thresholds', k.station, 'red_minutes'])::int,
-                          {RED_MINUTES})"""
+STATION_RED = station_red(RED_MINUTES)
 
 LATE_TICKETS = f"""
 SELECT k.restaurant_id, k.id, k.station, dt.label, k.fired_at,

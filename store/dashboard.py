@@ -58,10 +58,18 @@ class Hourly(msgspec.Struct, frozen=True):
 # A restaurant that never saved its settings has '{}': the default comes from Settings.
 RED_MINUTES = f"coalesce((settings->>'ticket_red_minutes')::int, {Settings().ticket_red_minutes})"
 
+
+
+def station_red(red: str) -> str:
+    """A ticket `k`'s red threshold: its station's own (settings.station_thresholds, `r` the
+    restaurant), else `red`, the restaurant's."""
+    return f"coalesce((r.settings #>> ARRAY['station_thresholds', k.station, 'red_minutes'])::int, {red})"
+
+
 # "Today" is the restaurant's own day, in its time zone.
 DASHBOARD = f"""
 WITH r AS (
-    SELECT id, seq, currency, {RED_MINUTES} AS red_minutes,
+    SELECT id, seq, currency, settings, {RED_MINUTES} AS red_minutes,
            (date_trunc('day', now() AT TIME ZONE timezone) AT TIME ZONE timezone) AS day_start
     FROM restaurants WHERE id = $1
 ), turns AS (
@@ -89,7 +97,7 @@ WITH r AS (
            ORDER BY k.fired_at, k.id), '[]') AS tickets
     FROM r
     JOIN tickets k ON k.restaurant_id = $1 AND k.status <> 'bumped'
-                  AND k.fired_at <= now() - make_interval(mins => r.red_minutes)
+                  AND k.fired_at <= now() - make_interval(mins => {station_red("r.red_minutes")})
     JOIN orders o ON o.restaurant_id = k.restaurant_id AND o.id = k.order_id
     LEFT JOIN dining_tables dt ON dt.restaurant_id = o.restaurant_id AND dt.id = o.table_id
 ), open_orders AS (

@@ -173,3 +173,10 @@ async def test_a_late_ticket_alert_follows_its_stations_own_red(make_client, con
     await db.execute("UPDATE tickets SET fired_at = now() - interval '31 minutes' WHERE id = $1", ticket)
     raised = await until(lambda: alerts_of(fast, rid, manager))
     assert "grill: open 31 min (late at 30)" in raised[0]["message"]
+    # The manager's dashboard lists late tickets by the same thresholds.
+    dashboard = await ok(await fast.get(base + "/dashboard", headers=manager))
+    assert [t["id"] for t in dashboard["late_tickets"]] == [ticket]
+    await ok(await fast.patch(base, headers=owner, json={"settings": {"station_thresholds": {
+        "grill": {"amber_minutes": 40, "red_minutes": 45}}}}))
+    dashboard = await ok(await fast.get(base + "/dashboard", headers=manager))
+    assert dashboard["late_tickets"] == []
