@@ -167,7 +167,7 @@ WITH {COURSE_STATE}, order_row AS (
     WHERE k.restaurant_id = $1 AND k.id IN (SELECT ticket_id FROM paused)
     RETURNING k.*
 ), {order_lines("$2", "paused")}, ticket_lines AS (SELECT * FROM lines_now),
-{announced("order.course_held", 200, "$4", "$5", "$6", "$7", "waiting_tickets", "ticket.held")}
+{announced("order.course_held", 200, "$4", "$5", "$6", "$7", "waiting_tickets", "'ticket.held'")}
 SELECT {ANSWERS}, (SELECT held FROM course) AS held"""
 
 # $1 restaurant, $2 order, $3 course, $4.. as HOLD_COURSE. Fired by hand: no longer held, its

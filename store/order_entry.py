@@ -114,10 +114,10 @@ def _sent(prep: str) -> str:
            CASE WHEN t.longest > {prep} THEN now() + make_interval(secs => t.longest - {prep}) END"""
 
 
-def _new_items(order_id: str, fires: str) -> str:
+def _new_items(order_id: str, fires: str, tickets: str = "new_tickets") -> str:
     """CTE `new_items`: the priced lines inserted on the order `order_row`, those for which
-    `fires` holds (a condition on p, the line, and o, the order) on their station's new ticket,
-    timed by `timing`."""
+    `fires` holds (a condition on p, the line, and o, the order) on their station's ticket among
+    `tickets` (for adds, of the line's course), timed by `timing`."""
     return f"""new_items AS (
     INSERT INTO order_items (restaurant_id, order_id, menu_item_id, name, station, qty,
                              unit_price_minor, modifiers, modifiers_minor, note, course, seat,
@@ -129,7 +129,7 @@ def _new_items(order_id: str, fires: str) -> str:
            CASE WHEN k.id IS NOT NULL AND t.longest > p.prep
                 THEN now() + make_interval(secs => t.longest - p.prep) END
     FROM order_row o CROSS JOIN priced p
-    LEFT JOIN new_tickets k ON k.station = p.station AND {fires}
+    LEFT JOIN {tickets} k ON k.station = p.station AND {fires}
     LEFT JOIN timing t ON t.course = p.course
     ORDER BY p.n
     RETURNING *
@@ -162,14 +162,17 @@ DUE_TICKETS = f"""new_tickets AS (
 )"""
 
 # Lines already on the order that go to the kitchen now (`due`: id, station, course, prep), on
-# the new tickets, timed by `timing`.
-REFIRED = f"""refired AS (
+# the tickets `{tickets}` (by station; `{same_course}` adds a condition on k and due), timed by
+# `timing`.
+SENT_AGAIN = f"""refired AS (
     UPDATE order_items oi SET ticket_id = k.id, version = oi.version + 1,
                               (status, fired_at, fire_at) = ({_sent("due.prep")})
-    FROM due JOIN new_tickets k ON k.station = due.station JOIN timing t ON t.course = due.course
+    FROM due JOIN {{tickets}} k ON k.station = due.station {{same_course}}
+    JOIN timing t ON t.course = due.course
     WHERE oi.restaurant_id = $1 AND oi.order_id = due.order_id AND oi.id = due.id
     RETURNING oi.*
 )"""
+REFIRED = SENT_AGAIN.format(tickets="new_tickets", same_course="")
 
 
 def order_lines(order_id: str, *changed: str) -> str:
@@ -185,10 +188,12 @@ def order_lines(order_id: str, *changed: str) -> str:
 
 
 def announced(event: str, status: int, key: str, fingerprint: str, headers: str,
-               seq_header: str, tickets: str = "new_tickets", ticket_event: str = "ticket.fired") -> str:
+               seq_header: str, tickets: str = "new_tickets", ticket_event: str = "'ticket.fired'",
+               ticket_data: str = "jsonb_build_object('ticket', doc)") -> str:
     """CTEs from `order_row`, `lines_now`, `tickets` and `ticket_lines` to the events and
     the kept answer: `order_doc` (the order's JSON, the answer's body), `ticket_docs`, `batch`
-    (the order's `event`, then a `ticket_event` per ticket), the counter and notify, `kept`."""
+    (the order's `event`, then per ticket the event `ticket_event` names with `ticket_data`, SQL
+    on ticket_docs' id and doc), the counter and notify, `kept`."""
     return f"""order_doc AS (
     SELECT {ORDER_JSON}::text AS doc FROM order_row o {LINES_OF.format(items="lines_now")}
 ), ticket_docs AS (
@@ -201,8 +206,8 @@ def announced(event: str, status: int, key: str, fingerprint: str, headers: str,
            jsonb_build_object('order', doc::jsonb) AS data
     FROM order_doc
     UNION ALL
-    SELECT 1 + row_number() OVER (ORDER BY id), 'kitchen:' || station, '{ticket_event}',
-           jsonb_build_object('ticket', doc)
+    SELECT 1 + row_number() OVER (ORDER BY id), 'kitchen:' || station, {ticket_event},
+           {ticket_data}
     FROM ticket_docs
 ), {events.APPEND_TAIL}, kept AS (
     INSERT INTO idempotency_keys (restaurant_id, key, request_hash, status, headers, body)
@@ -234,6 +239,12 @@ GOES = "{line}.course <= o.fired_course AND {line}.course <> ALL (o.held_courses
 # What goes to the kitchen when lines are added: the unsent lines due, and the new lines that go.
 ADDED_GOING = f"""SELECT course, prep FROM due UNION ALL
     SELECT p.course, p.prep FROM priced p, order_row o WHERE {GOES.format(line="p")} AND NOT $4"""
+
+# A ticket of an add (`ticket_docs`' id, doc): new, or one the kitchen had, now with lines added.
+ADDED_EVENT = ("CASE WHEN id IN (SELECT ticket_id FROM additions) THEN 'ticket.changed' "
+               "ELSE 'ticket.fired' END")
+ADDED_DATA = """jsonb_build_object('ticket', doc) || coalesce(
+    (SELECT jsonb_build_object('changes', a.changes) FROM additions a WHERE a.ticket_id = id), '{}')"""
 
 ANSWERS = """(SELECT doc FROM order_doc) AS doc, (SELECT last_seq FROM told) AS last_seq,
        (SELECT families FROM told) AS families"""
@@ -287,20 +298,56 @@ WITH {_pricing("$2")}, order_row AS (
       AND (SELECT count(*) FROM menu_held) >= 0  -- see REFERENCED
     RETURNING *
 ), {unsent("$3", f"{GOES.format(line='oi')} AND NOT $4")}, {timing(ADDED_GOING)},
-new_tickets AS (
+open_tickets AS (
+    SELECT DISTINCT ON (k.station, k.course) k.id, k.station, k.course FROM tickets k
+    WHERE k.restaurant_id = $1 AND k.order_id = $3 AND k.status <> 'bumped'
+      AND EXISTS (SELECT 1 FROM order_row)
+    ORDER BY k.station, k.course, k.id DESC
+), going AS (
+    SELECT station, course, prep FROM due
+    UNION ALL
+    SELECT p.station, p.course, p.prep FROM priced p, order_row o
+    WHERE {GOES.format(line='p')} AND NOT $4
+), new_tickets AS (
     INSERT INTO tickets (restaurant_id, order_id, station, course, fired_at)
     SELECT $1, $3, going.station, min(going.course), {STARTS.format(prep="going.prep")}
-    FROM (SELECT station, course, prep FROM due
-          UNION ALL
-          SELECT p.station, p.course, p.prep FROM priced p, order_row o
-          WHERE {GOES.format(line='p')} AND NOT $4) going
-    JOIN timing t ON t.course = going.course
+    FROM going JOIN timing t ON t.course = going.course
+    WHERE NOT EXISTS (SELECT 1 FROM open_tickets ot
+                      WHERE ot.station = going.station AND ot.course = going.course)
     GROUP BY going.station ORDER BY min(t.longest - going.prep), going.station
     RETURNING *
-), {REFIRED}, {_new_items("$3", f"{GOES.format(line='p')} AND NOT $4")},
+), targets AS (
+    SELECT id, station, course, true AS open FROM open_tickets
+    UNION ALL
+    SELECT id, station, course, false FROM new_tickets
+), {SENT_AGAIN.format(tickets="targets", same_course="AND (NOT k.open OR k.course = due.course)")},
+{_new_items("$3", f"{GOES.format(line='p')} AND NOT $4 AND (NOT k.open OR k.course = p.course)",
+            "targets")},
+added_lines AS (
+    SELECT * FROM refired WHERE ticket_id IN (SELECT id FROM open_tickets)
+    UNION ALL
+    SELECT * FROM new_items WHERE ticket_id IN (SELECT id FROM open_tickets)
+), additions AS (
+    SELECT ticket_id, jsonb_agg(jsonb_build_object(
+               'at', now(), 'kind', 'added', 'item_id', id, 'name', name,
+               'text', 'ADD ' || qty || '× ' || name) ORDER BY id) AS changes
+    FROM added_lines GROUP BY ticket_id
+), changed_tickets AS (  -- a ticket the kitchen has shows what was added to it
+    UPDATE tickets k SET changed_at = now(), version = k.version + 1,
+                         changes = k.changes || a.changes
+    FROM additions a WHERE k.restaurant_id = $1 AND k.id = a.ticket_id
+    RETURNING k.*
+), sent_tickets AS (
+    SELECT * FROM new_tickets UNION ALL SELECT * FROM changed_tickets
+),
 {order_lines("$3", "refired", "new_items")},
-ticket_lines AS (SELECT * FROM refired UNION ALL SELECT * FROM new_items),
-{announced("order.items_added", 200, "$5", "$6", "$7", "$8")}
+ticket_lines AS (
+    SELECT * FROM lines_now WHERE ticket_id IN (SELECT id FROM changed_tickets)
+    UNION ALL SELECT * FROM refired WHERE ticket_id IN (SELECT id FROM new_tickets)
+    UNION ALL SELECT * FROM new_items WHERE ticket_id IN (SELECT id FROM new_tickets)
+),
+{announced("order.items_added", 200, "$5", "$6", "$7", "$8", "sent_tickets", ADDED_EVENT,
+           ADDED_DATA)}
 SELECT {ANSWERS}, pr.kind, pr.n, pr.missing, pr.name, pr.menu_item_id
 FROM (SELECT) one LEFT JOIN problem pr ON true"""
 

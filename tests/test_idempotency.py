@@ -213,9 +213,13 @@ async def test_concurrent_adds_and_fires_on_one_order_put_each_line_on_one_ticke
     lines = await db.fetch("SELECT id, status, ticket_id FROM order_items WHERE restaurant_id = $1 "
                            "AND order_id = $2", rid, order["id"])
     assert len(lines) == 13  # no line lost, none twice
+    # A line reaches the kitchen on a new ticket (ticket.fired), or added to one the kitchen has
+    # (ticket.changed, an "added" change).
     on_tickets = [row["id"] for row in await db.fetch(
         "SELECT (item->>'id')::bigint AS id FROM events, jsonb_array_elements(data->'ticket'->'items') item "
-        "WHERE restaurant_id = $1 AND name = 'ticket.fired'", rid)]
+        "WHERE restaurant_id = $1 AND name = 'ticket.fired' UNION ALL "
+        "SELECT (change->>'item_id')::bigint FROM events, jsonb_array_elements(data->'changes') change "
+        "WHERE restaurant_id = $1 AND name = 'ticket.changed' AND change->>'kind' = 'added'", rid)]
     assert len(on_tickets) == len(set(on_tickets))  # no line sent to the kitchen twice
     assert sorted(on_tickets) == sorted(line["id"] for line in lines if line["ticket_id"])
     assert all(line["status"] == "fired" for line in lines)  # course 3 was fired last

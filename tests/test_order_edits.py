@@ -123,6 +123,39 @@ async def test_qty_and_note_of_a_sent_line_are_added_to_its_ticket(client, db, r
     assert [(c["kind"], c["text"]) for c in changes][2:] == [("moved", "seat – → 2")]
 
 
+async def test_lines_added_to_a_sent_course_join_its_open_ticket_and_say_so(client, db, rid, base,
+                                                                           server, cook, menu):
+    order = await place(client, base, server, [{"menu_item_id": menu["Burger"]["id"]}])
+    grill = line(order, "Burger")["ticket_id"]
+    before = await seq_of(db, rid)
+    added = await ok(await client.post(base + f"/orders/{order['id']}/items", headers=server, json={
+        "items": [{"menu_item_id": menu["Burger"]["id"], "qty": 2},
+                  {"menu_item_id": menu["Fries"]["id"]}]}))
+    burgers = [i for i in added["items"] if i["name"] == "Burger"]
+    fries = line(added, "Fries")
+    # The grill's open ticket of course 1 takes the new burgers; the fry station gets a new ticket.
+    assert [i["ticket_id"] for i in burgers] == [grill, grill]
+    assert fries["ticket_id"] not in (None, grill)
+    told = [(name, data) for _, name, data in await events_after(db, rid, before)]
+    assert [name for name, _ in told] == ["order.items_added", "ticket.changed", "ticket.fired"]
+    changed = told[1][1]
+    assert [(c["kind"], c["item_id"], c["text"]) for c in changed["changes"]] == [
+        ("added", burgers[1]["id"], "ADD 2× Burger")]
+    ticket = changed["ticket"]
+    assert ticket["id"] == grill and ticket["changed_at"] is not None
+    assert sorted(i["id"] for i in ticket["items"]) == sorted(i["id"] for i in burgers)
+    assert [c["text"] for c in ticket["changes"]] == ["ADD 2× Burger"]
+    assert [i["id"] for i in told[2][1]["ticket"]["items"]] == [fries["id"]]
+    # Once the grill has bumped its ticket, the next burger goes on a new one.
+    bumped = await client.post(base + f"/kitchen/tickets/{grill}/bump", headers=cook)
+    assert bumped.status == 200, await bumped.text()
+    again = await ok(await client.post(base + f"/orders/{order['id']}/items", headers=server, json={
+        "items": [{"menu_item_id": menu["Burger"]["id"]}]}))
+    assert again["items"][-1]["ticket_id"] not in (None, grill)
+    kept = await db.fetchval("SELECT changes FROM tickets WHERE id = $1", grill)
+    assert msgspec.json.decode(kept) == ticket["changes"]  # the log stays with the bumped ticket
+
+
 async def test_a_patch_with_the_values_a_line_has_records_no_ticket_change(client, db, base, server,
                                                                           menu):
     order = await place(client, base, server, [{"menu_item_id": menu["Burger"]["id"]}])
