@@ -25,7 +25,15 @@ import asyncpg
 
 from bench.http import LINES, OPEN_ORDERS, _session, _sizes, analyze, open_door
 from bench.servers import Bench, Failed, serveline, yardstick
-from bench.wrk import Load, interleaved, latency, median_ratio, median_rps, script, wrk_path
+from bench.wrk import (
+    Load,
+    interleaved,
+    latency,
+    median_ratio,
+    median_rps,
+    script,
+    wrk_path,
+)
 from store import kitchen, orders
 
 ITEMS_FULL, ITEMS_QUICK = 10_000_000, 1_000_000

@@ -68,7 +68,7 @@ async def _first_message_auth(request: web.Request,
             raise ValueError
         auth = messages.decoder.decode(msg.data)
         if not isinstance(auth, messages.Auth):
-            raise ValueError
+            raise ValueError  # noqa: TRY004 — caught below: not an auth message
         return (*await _allowed(request, auth.token), auth.token)
     except ApiError as error:
         code = CLOSE_NOT_FOUND if error.status == 404 else CLOSE_UNAUTHORIZED

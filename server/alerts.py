@@ -11,8 +11,9 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import AsyncIterator, Callable, NamedTuple
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -40,14 +41,15 @@ def instance_conditions(config: Config, figures: Figures) -> list[tuple[str, str
     """(rule, message, details) of each instance rule that holds now."""
     holding = []
     if figures.p95_ms is not None and figures.p95_ms > config.alert_p95_ms:
-        holding.append(("slow_requests", f"Requests are slow: p95 {figures.p95_ms:.0f} ms "
-                        f"(alert above {config.alert_p95_ms:.0f} ms)", {"p95_ms": figures.p95_ms}))
+        holding.append(("slow_requests", (f"Requests are slow: p95 {figures.p95_ms:.0f} ms "
+                                          f"(alert above {config.alert_p95_ms:.0f} ms)"),
+                        {"p95_ms": figures.p95_ms}))
     if figures.pool_waiters >= config.alert_pool_waiters:
-        holding.append(("pool_waiters", f"{figures.pool_waiters} requests are waiting for a "
-                        "database connection", {"waiters": figures.pool_waiters}))
+        holding.append(("pool_waiters", (f"{figures.pool_waiters} requests are waiting for a "
+                                         "database connection"), {"waiters": figures.pool_waiters}))
     if figures.event_lag_p95_ms is not None and figures.event_lag_p95_ms > config.alert_event_lag_ms:
-        holding.append(("event_lag", f"Screens get changes late: p95 {figures.event_lag_p95_ms:.0f} ms "
-                        f"after the write (alert above {config.alert_event_lag_ms:.0f} ms)",
+        holding.append(("event_lag", (f"Screens get changes late: p95 {figures.event_lag_p95_ms:.0f} ms "
+                                      f"after the write (alert above {config.alert_event_lag_ms:.0f} ms)"),
                         {"p95_ms": figures.event_lag_p95_ms}))
     return holding
 

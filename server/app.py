@@ -6,8 +6,8 @@ import contextlib
 import functools
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp_jinja2
 import asyncpg

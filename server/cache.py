@@ -15,8 +15,8 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -200,7 +200,7 @@ class ResponseCache:
             self._keep_near(full_key, entry, kind)
             try:
                 await self.backend.set(full_key, entry, ttl=kind.ttl)
-            except (OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError) as error:
                 self._failed("set", error)
         return entry
 
@@ -212,7 +212,7 @@ class ResponseCache:
     async def _get(self, full_key: str) -> Entry | None:
         try:
             return await self.backend.get(full_key)
-        except (OSError, asyncio.TimeoutError) as error:  # Redis away: read through
+        except (TimeoutError, OSError) as error:  # Redis away: read through
             self._failed("get", error)
             return None
 

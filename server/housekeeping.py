@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import AsyncIterator, Callable
 
 from aiohttp import web
 

@@ -9,7 +9,7 @@ instance. A session's end is checked on every use.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -61,7 +61,7 @@ async def identify(app: web.Application, token: str) -> Principal:
             raise unauthorized("this token is unknown or has been revoked")
         known.put(digest, principal)
     if principal.expired or (principal.expires_at is not None
-                             and principal.expires_at <= datetime.now(timezone.utc)):
+                             and principal.expires_at <= datetime.now(UTC)):
         raise unauthorized("this session has expired; sign in again")
     return principal
 

@@ -14,7 +14,8 @@ import hmac
 import ipaddress
 import time
 from collections import Counter, deque
-from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec

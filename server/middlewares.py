@@ -106,7 +106,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         response = _http_error(exc)
-    except Exception as exc:  # the one place where any failure becomes an answer
+    except Exception as exc:  # noqa: BLE001 — the one place where any failure becomes an answer
         response = _failure(request, exc)
     if response.status < 400 or response.content_type != "application/json" or not _wants_page(request):
         return response

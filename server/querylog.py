@@ -15,8 +15,8 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Iterator
 
 import asyncpg
 import msgspec
@@ -45,7 +45,7 @@ def normalise(sql: str) -> str:
 
 
 class Counter:
-    __slots__ = ("statements", "request_id")
+    __slots__ = ("request_id", "statements")
 
     def __init__(self, request_id: str | None = None) -> None:
         self.statements = 0
@@ -57,8 +57,18 @@ _current: ContextVar[Counter | None] = ContextVar("sql_counter", default=None)
 
 
 class Pattern:
-    __slots__ = ("text", "sample", "calls", "errors", "total", "max", "slow", "critical",
-                 "recent", "last_slow_request_id")
+    __slots__ = (
+        "calls",
+        "critical",
+        "errors",
+        "last_slow_request_id",
+        "max",
+        "recent",
+        "sample",
+        "slow",
+        "text",
+        "total",
+    )
 
     def __init__(self, text: str, sample: str) -> None:
         self.text = text
@@ -118,8 +128,7 @@ class QueryLog:
             pattern.recent[pattern.calls % RING] = elapsed
             pattern.calls += 1
             pattern.total += elapsed
-            if elapsed > pattern.max:
-                pattern.max = elapsed
+            pattern.max = max(pattern.max, elapsed)
             if query.exception is not None:
                 pattern.errors += 1
         if elapsed >= self.slow_seconds:

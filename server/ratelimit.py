@@ -14,7 +14,7 @@ import contextvars
 import logging
 import math
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import redis.asyncio

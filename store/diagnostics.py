@@ -4,7 +4,8 @@ Only the performance report calls these, on demand; nothing here runs per reques
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 import msgspec

@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import asyncpg
 import fasteners

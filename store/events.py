@@ -12,9 +12,10 @@ event and consumes no seq.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -96,7 +97,7 @@ class Event(msgspec.Struct, frozen=True):
 class Write:
     """A transaction in progress: run SQL on `conn`, `emit` its events."""
 
-    __slots__ = ("conn", "pending", "last_seq", "families")
+    __slots__ = ("conn", "families", "last_seq", "pending")
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -152,11 +153,10 @@ async def write(pool: asyncpg.Pool) -> AsyncIterator[Write]:
             await tx.append_pending()
         tx.tell()  # before the held transaction commits: early is only more cautious
         return
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            tx = Write(conn)
-            yield tx
-            await tx.append_pending()
+    async with pool.acquire() as conn, conn.transaction():
+        tx = Write(conn)
+        yield tx
+        await tx.append_pending()
     tx.tell()
 
 

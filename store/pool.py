@@ -1,7 +1,7 @@
 """The asyncpg pool: msgspec-backed json/jsonb codecs and server-side timeouts on every connection."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -123,7 +124,7 @@ class Reads:
         try:
             row = await asyncio.wait_for(replica.pool.fetchrow(REPLICA_STATE, target or "0/0"),
                                          PROBE_SECONDS * 2)
-        except (*DATABASE_ERRORS, asyncio.TimeoutError) as error:
+        except (TimeoutError, *DATABASE_ERRORS) as error:
             if replica.up:
                 log.warning("replica %s is down (%s)", replica.name, error)
             replica.up, replica.lag_seconds, replica.behind_since = False, None, None

@@ -10,8 +10,8 @@ import os
 import tempfile
 import uuid
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
 import msgspec

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import asyncpg
 import pytest

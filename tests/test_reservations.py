@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -71,7 +72,7 @@ async def test_create_keeps_an_explicit_duration(client, base, host, tables) -> 
 
 BAD: list[tuple[str, Callable[[dict], dict], str, str]] = [
     ("size-0", lambda c: {"size": 0}, "validation_failed", "$.size"),
-    ("past", lambda c: {"starts_at": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()},
+    ("past", lambda c: {"starts_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()},
      "invalid", "$.starts_at"),
     ("naive", lambda c: {"starts_at": datetime.combine(DAY, time(19)).isoformat()},
      "validation_failed", "$.starts_at"),

@@ -1,7 +1,7 @@
 """A whole service in one go: seat, order, fire, cook, bump, serve, pay, free the table."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from conftest import bearer
 
@@ -61,7 +61,7 @@ async def test_a_table_from_seat_to_free(client, rid, tokens):
     numbers = await dash.json()
     assert numbers["revenue_minor"] == 4800 and numbers["covers"] == 3
 
-    starts = (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0)
+    starts = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
     booked = await client.post(base + "/reservations", headers=host, json={
         "name": "Bo", "size": 2, "starts_at": starts.isoformat(), "table_id": table_id})
     assert booked.status == 201, await booked.text()

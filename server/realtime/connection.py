@@ -26,9 +26,27 @@ WRITE_HIGH_WATER = 64 * 1024  # transport bytes above which we wait for the peer
 
 
 class Connection:
-    __slots__ = ("ws", "transport", "writer", "restaurant_id", "role", "device_id", "channels",
-                 "position", "pending", "acked", "closed_slow", "_queue", "_queued", "_limit",
-                 "_flush_scheduled", "_drainer", "_closing", "_closer", "credential")
+    __slots__ = (
+        "_closer",
+        "_closing",
+        "_drainer",
+        "_flush_scheduled",
+        "_limit",
+        "_queue",
+        "_queued",
+        "acked",
+        "channels",
+        "closed_slow",
+        "credential",
+        "device_id",
+        "pending",
+        "position",
+        "restaurant_id",
+        "role",
+        "transport",
+        "writer",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
                  writer: AbstractStreamWriter, restaurant_id: int, role: str,
@@ -173,7 +191,7 @@ class Connection:
         code, reason = self._closing or (CLOSE_RESUME, b"")
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_GRACE_SECONDS)
-        except (asyncio.TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
+        except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
             pass
         finally:
             # A peer that reads nothing never lets the close frame (or anything) through:

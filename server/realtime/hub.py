@@ -13,8 +13,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine
-from typing import Any, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 
@@ -32,7 +32,7 @@ LISTEN_NAME = "serveline-listen"  # visible in pg_stat_activity
 
 
 class Room:
-    __slots__ = ("restaurant_id", "delivered", "connections", "reading", "again")
+    __slots__ = ("again", "connections", "delivered", "reading", "restaurant_id")
 
     def __init__(self, restaurant_id: int, delivered: int) -> None:
         self.restaurant_id = restaurant_id

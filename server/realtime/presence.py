@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime, time
-from typing import AsyncIterator
 from zoneinfo import ZoneInfo
 
 import asyncpg
