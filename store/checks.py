@@ -30,7 +30,7 @@ class BySeats(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field
 
 
 class Evenly(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="by", tag="even"):
-    count: Annotated[int, msgspec.Meta(ge=2, le=20)]
+    count: Annotated[int, msgspec.Meta(ge=1, le=20)]  # 1: only for the rest after paid checks
 
 
 SplitIn = ByItems | BySeats | Evenly
@@ -189,11 +189,10 @@ def _by_seats(lines: list[asyncpg.Record]) -> list[dict[str, Any]]:
     return checks
 
 
-def _evenly(lines: list[asyncpg.Record], body: Evenly) -> list[dict[str, Any]]:
-    total = sum(item["line_total_minor"] for item in lines)
+def _evenly(amount: int, count: int, first: int = 1, of: str = "the order") -> list[dict[str, Any]]:
     return [{"number": n, "seat": None, "lines": [{
-        "item_id": None, "name": f"1/{body.count} of the order", "qty": 1, "amount_minor": amount,
-        "share": f"1/{body.count}"}]} for n, amount in enumerate(shares(total, body.count), 1)]
+        "item_id": None, "name": f"1/{count} of {of}", "qty": 1, "amount_minor": part,
+        "share": f"1/{count}"}]} for n, part in enumerate(shares(amount, count), first)]
 
 
 async def checks_json(conn: asyncpg.Connection, rid: int, order_id: int) -> msgspec.Raw:
@@ -223,24 +222,42 @@ async def split(pool: asyncpg.Pool, rid: int, order_id: int, body: SplitIn,
     async with events.write(pool) as tx:
         order = await tx.conn.fetchrow(LOCK_ORDER, rid, order_id)
         orders.check_open(order and order["status"], order and order["version"], expected)
-        if order["paid_checks"]:
-            raise Conflict("a check of this order is paid: the split stays as it is")
         lines = await tx.conn.fetch(LIVE_LINES, rid, order_id)
         if not lines:
             raise Invalid("the order has no live lines to split", [{"path": "$", "message": "empty"}])
-        if isinstance(body, ByItems):
+        total = sum(item["line_total_minor"] for item in lines)
+        if order["paid_checks"]:  # the rest, evenly, beside the paid checks (which stay)
+            made = _the_rest(await tx.conn.fetchrow(orders.PAID_CHECKS, rid, order_id), total, body)
+        elif isinstance(body, ByItems):
             made = _by_items(lines, body)
         elif isinstance(body, BySeats):
             made = _by_seats(lines)
+        elif body.count < 2:
+            raise Invalid("a split makes two checks or more", [{"path": "$.count",
+                                                                "message": "at least 2"}])
         else:
-            made = _evenly(lines, body)
+            made = _evenly(total, body.count)
         for check in made:
             check["subtotal_minor"] = sum(line["amount_minor"] for line in check["lines"])
-        await tx.conn.execute(DROP_SPLIT, rid, [order_id])
+        await tx.conn.execute(orders.DROP_OPEN_CHECKS, rid, order_id)
         await tx.conn.execute(INSERT_CHECKS, rid, order_id, body.__struct_config__.tag, made)
         raw = await checks_json(tx.conn, rid, order_id)
         tx.emit(rid, "orders", "order.split", {"order_id": order_id, "checks": raw})
     return raw, tx.last_seq[rid]
+
+
+def _the_rest(paid: asyncpg.Record, total: int, body: SplitIn) -> list[dict[str, Any]]:
+    """Checks for what is still due once some checks are paid (lines added or voided since):
+    evenly only, since the paid checks already cover some of the lines."""
+    if not isinstance(body, Evenly):
+        raise Conflict("a check of this order is paid: split the rest evenly, or close the order "
+                       "with one payment of the rest", code="checks_paid")
+    rest = total - paid["minor"]
+    if rest <= 0:
+        raise Conflict("the paid checks cover the order; close it",
+                       [{"total_minor": total, "paid_minor": paid["minor"]}])
+    numbers = [check["number"] for check in paid["checks"]]
+    return _evenly(rest, body.count, max(numbers) + 1, "the rest")
 
 
 async def pay(pool: asyncpg.Pool, rid: int, order_id: int, check_id: int, body: CheckPaymentIn,

@@ -308,19 +308,41 @@ async def serve_item(pool: asyncpg.Pool, rid: int, order_id: int, item_id: int,
     return raw, tx.last_seq[rid]
 
 
+# What split checks of the order have paid already (store/checks.py), and the open checks a
+# payment of the rest replaces.
+PAID_CHECKS = """
+SELECT count(*) AS paid, coalesce(sum(subtotal_minor), 0)::bigint AS minor,
+       coalesce(sum((payment->>'amount_minor')::bigint), 0)::bigint AS amount_minor,
+       coalesce(sum((payment->>'tip_minor')::bigint), 0)::bigint AS tip_minor,
+       coalesce(jsonb_agg(payment || jsonb_build_object('check_id', id, 'number', number)
+                          ORDER BY number), '[]') AS checks
+FROM checks WHERE restaurant_id = $1 AND order_id = $2 AND status = 'paid'"""
+DROP_OPEN_CHECKS = "DELETE FROM checks WHERE restaurant_id = $1 AND order_id = $2 AND status = 'open'"
+
+
 async def close(pool: asyncpg.Pool, rid: int, order_id: int, payment: Payment,
                 expected: int | None) -> tuple[msgspec.Raw, int]:
+    """Close with one payment of what is due: the total, less what paid checks of a split have
+    paid (their payments are kept with this one; its open checks go)."""
     async with events.write(pool) as tx:
         await _lock_open(tx.conn, rid, order_id, expected)
         unfired = await tx.conn.fetchval(UNFIRED, rid, order_id)
         if unfired:
             raise Conflict("fire or void the held items before closing", [{"item_ids": unfired}])
         total = await tx.conn.fetchval(ORDER_TOTAL, rid, order_id)
-        if payment.amount_minor < total:
-            raise Invalid(f"the payment ({payment.amount_minor}) is less than the total ({total})",
-                          [{"path": "$.payment.amount_minor", "total_minor": total}])
-        text = await tx.conn.fetchval(CLOSE_ORDER, rid, order_id,
-                                      {**msgspec.structs.asdict(payment), "total_minor": total})
+        checks = await tx.conn.fetchrow(PAID_CHECKS, rid, order_id)
+        due = max(total - checks["minor"], 0)
+        if payment.amount_minor < due:
+            raise Invalid(f"the payment ({payment.amount_minor}) is less than what is due ({due})",
+                          [{"path": "$.payment.amount_minor", "total_minor": total,
+                            "due_minor": due}])
+        paid = {**msgspec.structs.asdict(payment), "total_minor": total}
+        if checks["paid"]:
+            paid = {**paid, "amount_minor": payment.amount_minor + checks["amount_minor"],
+                    "tip_minor": payment.tip_minor + checks["tip_minor"],
+                    "checks": checks["checks"], "rest": msgspec.structs.asdict(payment)}
+        await tx.conn.execute(DROP_OPEN_CHECKS, rid, order_id)
+        text = await tx.conn.fetchval(CLOSE_ORDER, rid, order_id, paid)
         raw = msgspec.Raw(text.encode())
         tx.emit(rid, "orders", "order.closed", {"order": raw})
     return raw, tx.last_seq[rid]

@@ -66,6 +66,23 @@ UPDATE order_items SET order_id = $3, version = version + 1
 WHERE restaurant_id = $1 AND order_id = ANY($2::bigint[])
 RETURNING course, status"""
 
+# Tickets follow their lines to the party's order (the same tickets: not sent again), so the
+# kitchen's lookups by order (ready, the pass, lines added later) find them there.
+MOVE_TICKETS = """
+UPDATE tickets k SET order_id = $3
+FROM orders o WHERE k.restaurant_id = $1 AND k.order_id = ANY($2::bigint[])
+  AND o.restaurant_id = $1 AND o.id = k.order_id
+RETURNING k.id, k.status, o.table_id AS from_table_id"""
+
+# A ticket all of whose lines move to another order goes with them ($4: the order they leave).
+MOVE_WHOLE_TICKETS = """
+UPDATE tickets k SET order_id = $3
+FROM orders o WHERE k.restaurant_id = $1 AND k.order_id = $4 AND o.restaurant_id = $1 AND o.id = $4
+  AND EXISTS (SELECT 1 FROM order_items oi WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id)
+  AND NOT EXISTS (SELECT 1 FROM order_items oi WHERE oi.restaurant_id = $1 AND oi.ticket_id = k.id
+                  AND oi.id <> ALL ($2::bigint[]))
+RETURNING k.id, k.status, o.table_id AS from_table_id"""
+
 # Orders emptied into the party's order: closed, nothing to pay, saying where their lines went.
 CLOSE_EMPTIED = """
 UPDATE orders SET status = 'closed', closed_at = now(), version = version + 1,
@@ -143,12 +160,22 @@ async def merge(pool: asyncpg.Pool, rid: int, table_id: int, body: MergeIn,
                            [{"order_ids": [o["id"] for o in found if o["paid_checks"]]}])
         party_order = found[0]["id"] if found else None
         emptied = [o["id"] for o in found[1:]]
+        tickets_moved: list[asyncpg.Record] = []
         if found:
-            await checks.drop_unpaid(tx.conn, rid, [o["id"] for o in found])
+            # Read again under the orders' locks: a check paid while this waited counts.
+            if await checks.drop_unpaid(tx.conn, rid, [o["id"] for o in found]):
+                raise Conflict("an order at these tables has a paid check; settle it first")
             moved = await tx.conn.fetch(MOVE_LINES, rid, emptied, party_order) if emptied else []
+            if emptied:
+                tickets_moved = await tx.conn.fetch(MOVE_TICKETS, rid, emptied, party_order)
             fired = max((m["course"] for m in moved if m["status"] not in ("new", "held")), default=0)
             guests = sum(o["guests"] or 0 for o in found[1:]) or None
-            await tx.conn.execute(TAKE_PARTY_ORDER, rid, party_order, table_id, guests, fired)
+            try:
+                await tx.conn.execute(TAKE_PARTY_ORDER, rid, party_order, table_id, guests, fired)
+            except asyncpg.UniqueViolationError:  # an order was opened at this table meanwhile
+                raise Conflict("an order has just been opened at this table; merge again",
+                               [{"path": "$", "table_id": table_id}],
+                               code="table_has_open_order") from None
             if emptied:
                 await tx.conn.execute(CLOSE_EMPTIED, rid, emptied, party_order)
         await tx.conn.execute(JOIN_TABLES, rid, joining, table_id, main["status"])
@@ -160,6 +187,7 @@ async def merge(pool: asyncpg.Pool, rid: int, table_id: int, body: MergeIn,
                                                                                      order_id)})
         if found and found[0]["table_id"] != table_id:
             await _redraw_tickets(tx, rid, party_order, found[0]["table_id"])
+        await _redraw_moved(tx, rid, tickets_moved)
         if party_order is not None:
             tx.emit(rid, "orders", "order.merged", {
                 "order": await orders.order_json(tx.conn, rid, party_order),
@@ -273,6 +301,15 @@ async def _redraw_tickets(tx: events.Write, rid: int, order_id: int,
             "ticket": msgspec.Raw(row["ticket"].encode()), "from_table_id": from_table_id})
 
 
+async def _redraw_moved(tx: events.Write, rid: int, moved: list[asyncpg.Record]) -> None:
+    """Stations redraw the unbumped tickets that went to another order: not new tickets."""
+    open_ids = [row["id"] for row in moved if row["status"] != "bumped"]
+    came_from = {row["id"]: row["from_table_id"] for row in moved}
+    for row in await tx.conn.fetch(kitchen.TICKETS_BY_ID, rid, open_ids) if open_ids else []:
+        tx.emit(rid, f"kitchen:{row['station']}", "ticket.moved", {
+            "ticket": msgspec.Raw(row["ticket"].encode()), "from_table_id": came_from[row["id"]]})
+
+
 async def transfer_items(pool: asyncpg.Pool, rid: int, order_id: int, body: ItemsTransferIn,
                          expected: int | None) -> tuple[ItemsTransferred, int]:
     """Lines move from one open order to another; both versions go up. An unpaid split of either
@@ -294,6 +331,8 @@ async def transfer_items(pool: asyncpg.Pool, rid: int, order_id: int, body: Item
         lines = await _lines_to_move(tx.conn, rid, order_id, body.item_ids)
         if await checks.drop_unpaid(tx.conn, rid, [order_id, body.to_order_id]):
             raise Conflict("one of these orders has a paid check: its lines stay")
+        tickets_moved = await tx.conn.fetch(MOVE_WHOLE_TICKETS, rid, body.item_ids,
+                                            body.to_order_id, order_id)
         await tx.conn.execute(MOVE_SOME_LINES, rid, body.item_ids, body.to_order_id)
         fired = max((r["course"] for r in lines if r["status"] not in ("new", "held")), default=0)
         await tx.conn.execute(BUMP_ORDER, rid, order_id, 0)
@@ -302,6 +341,7 @@ async def transfer_items(pool: asyncpg.Pool, rid: int, order_id: int, body: Item
         to_raw = await orders.order_json(tx.conn, rid, body.to_order_id)
         tx.emit(rid, "orders", "order.items_transferred",
                 {"order": raw, "to_order": to_raw, "item_ids": body.item_ids})
+        await _redraw_moved(tx, rid, tickets_moved)
     answer = ItemsTransferred(msgspec.json.decode(raw, type=orders.Order),
                               msgspec.json.decode(to_raw, type=orders.Order))
     return answer, tx.last_seq[rid]

@@ -106,8 +106,8 @@ async def test_a_split_by_items_puts_each_line_on_one_check_and_replaces_an_unpa
                               headers=server, json={"method": "cash"})
     assert twice.status == 409 and (await error_of(twice))["code"] == "conflict"
     again = await client.post(f"{base}/orders/{order['id']}/checks/split", headers=server,
-                              json={"by": "even", "count": 2})
-    assert again.status == 409 and (await error_of(again))["code"] == "conflict"
+                              json={"by": "seats"})
+    assert again.status == 409 and (await error_of(again))["code"] == "checks_paid"
     assert await table_counts(db) == before
     last = await pay(client, base, server, order["id"], checks["checks"][1]["id"])
     assert last["order_status"] == "closed"
@@ -144,7 +144,7 @@ async def test_a_check_of_an_order_that_changed_since_the_split_is_not_paid(
 @pytest.mark.parametrize("case, status, code", [
     ("missing_item", 422, "invalid"), ("duplicate_item", 422, "invalid"),
     ("other_orders_item", 422, "invalid"), ("void_item", 422, "invalid"),
-    ("one_check", 422, "validation_failed"), ("count_1", 422, "validation_failed"),
+    ("one_check", 422, "validation_failed"), ("count_1", 422, "invalid"),
     ("count_21", 422, "validation_failed"), ("unknown_by", 422, "validation_failed"),
     ("no_seats", 422, "invalid"), ("closed", 409, "conflict"),
     ("stale", 412, "precondition_failed"), ("unknown_order", 404, "not_found")])
@@ -236,3 +236,55 @@ async def test_ipads_see_the_split_and_payments_live_and_the_kitchen_hears_nothi
     assert closed["data"]["order"]["payment"]["method"] == "split"
     with pytest.raises(TimeoutError):
         await cook.until("event", timeout=1.0)
+
+
+async def paid_half(client, base, server, menu) -> tuple[dict, dict]:
+    """An order of 2 × Burger split in two, the first check paid with a 500 tip."""
+    order = await order_at(client, base, server, None, menu["Burger"]["id"], menu["Burger"]["id"])
+    checks = await split(client, base, server, order["id"], {"by": "even", "count": 2})
+    await pay(client, base, server, order["id"], checks["checks"][0]["id"], tip_minor=500)
+    return order, checks
+
+
+async def test_a_line_added_after_a_check_is_paid_is_split_as_the_rest(client, db, base, rid,
+                                                                       server, menu):
+    order, checks = await paid_half(client, base, server, menu)
+    half = checks["checks"][0]["subtotal_minor"]
+    added = await client.post(f"{base}/orders/{order['id']}/items", headers=server,
+                              json={"items": [{"menu_item_id": menu["Espresso"]["id"]}]})
+    assert added.status == 200, await added.text()
+    total = (await added.json())["total_minor"]
+    # The open check no longer matches: paying it is refused, and the rest is split again.
+    stale = await client.post(f"{base}/orders/{order['id']}/checks/{checks['checks'][1]['id']}/pay",
+                              headers=server, json={"method": "card"})
+    assert stale.status == 409, await stale.text()
+    rest = await split(client, base, server, order["id"], {"by": "even", "count": 1})
+    assert [(c["number"], c["status"], c["subtotal_minor"]) for c in rest["checks"]] == [
+        (1, "paid", half), (2, "open", total - half)]
+    assert rest["checks"][1]["lines"][0]["name"] == "1/1 of the rest"
+    closed = await pay(client, base, server, order["id"], rest["checks"][1]["id"])
+    assert (closed["order_status"], closed["paid_minor"], closed["due_minor"]) == ("closed", total, 0)
+    payment = (await (await client.get(f"{base}/orders/{order['id']}", headers=server)).json())["payment"]
+    assert (payment["total_minor"], payment["amount_minor"], payment["tip_minor"]) == (total, total, 500)
+
+
+async def test_closing_after_a_paid_check_takes_only_the_rest_and_keeps_its_payment(
+        client, db, base, rid, server, menu):
+    order, checks = await paid_half(client, base, server, menu)
+    half, total = checks["checks"][0]["subtotal_minor"], order["total_minor"]
+    close = f"{base}/orders/{order['id']}/close"
+    before = await table_counts(db)
+    short = await client.post(close, headers=server, json={"payment": {
+        "method": "cash", "amount_minor": total - half - 1}})
+    assert short.status == 422 and (await error_of(short))["details"][0]["due_minor"] == total - half
+    assert await table_counts(db) == before
+    done = await client.post(close, headers=server, json={"payment": {
+        "method": "cash", "amount_minor": total - half, "tip_minor": 100}})
+    assert done.status == 200, await done.text()
+    payment = (await done.json())["payment"]
+    assert (payment["total_minor"], payment["amount_minor"], payment["tip_minor"]) == (
+        total, total, 600)  # the check's 500 tip and this 100: nothing charged twice
+    assert [c["number"] for c in payment["checks"]] == [1]
+    assert payment["rest"]["amount_minor"] == total - half
+    left = await db.fetch("SELECT number, status FROM checks WHERE order_id = $1", order["id"])
+    assert [(r["number"], r["status"]) for r in left] == [(1, "paid")]

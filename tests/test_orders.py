@@ -172,7 +172,7 @@ async def test_a_payment_below_the_total_is_422_and_writes_nothing(client, db, b
     assert response.status == 422
     error = await error_of(response)
     assert error["code"] == "invalid"
-    assert error["details"] == [{"path": "$.payment.amount_minor", "total_minor": 3800}]
+    assert error["details"] == [{"path": "$.payment.amount_minor", "total_minor": 3800, "due_minor": 3800}]
     assert await table_counts(db) == before
 
 

@@ -14,7 +14,8 @@ from conftest import error_of, table_counts
 async def kitchen_sent(db: asyncpg.Connection, rid: int) -> tuple[list, int]:
     """Ticket rows as they are, and the events that tell the kitchen something (ticket.*,
     order.fired, anything on a kitchen channel) but the `ticket.moved` redraws."""
-    tickets = await db.fetch("SELECT id, order_id, status, fired_at, version, changes::text "
+    # (A ticket's order may change: tickets follow their lines to the party's order.)
+    tickets = await db.fetch("SELECT id, status, fired_at, version, changes::text "
                              "FROM tickets WHERE restaurant_id = $1 ORDER BY id", rid)
     told = await db.fetchval(
         "SELECT count(*) FROM events WHERE restaurant_id = $1 AND (name LIKE 'ticket.%' "
@@ -83,8 +84,17 @@ async def test_merged_tables_join_the_party_and_its_order_and_the_kitchen_hears_
     # Nothing re-fired, no ticket written: lines keep their tickets, statuses and times.
     assert await kitchen_sent(db, rid) == sent
     assert await lines_as_sent(db, rid) == lines
-    assert await new_names(db, rid, before) == [
+    # The joined order's tickets now belong to the party's order, redrawn with its table.
+    owners = await db.fetch("SELECT DISTINCT order_id FROM tickets WHERE restaurant_id = $1", rid)
+    assert [r["order_id"] for r in owners] == [first["id"]]
+    names = await new_names(db, rid, before)
+    assert [n for n in names if n[1] != "ticket.moved"] == [
         ("floor", "table.merged"), ("orders", "order.closed"), ("orders", "order.merged")]
+    moved = await db.fetch("SELECT data FROM events WHERE restaurant_id = $1 AND seq > $2 "
+                           "AND name = 'ticket.moved'", rid, before)
+    second_tickets = {i["ticket_id"] for i in second["items"]}
+    assert {json.loads(r["data"])["ticket"]["id"] for r in moved} == second_tickets
+    assert all(json.loads(r["data"])["ticket"]["table_id"] == main for r in moved)
     # The party's turn is the main table's: one turn open, the joined table's own turn ended.
     open_turns = await db.fetch("SELECT table_id FROM table_turns WHERE restaurant_id = $1 "
                                 "AND freed_at IS NULL", rid)
@@ -245,7 +255,16 @@ async def test_items_move_between_orders_keeping_their_tickets(client, db, base,
         source["total_minor"] + target["total_minor"])
     assert await kitchen_sent(db, rid) == sent
     assert await lines_as_sent(db, rid) == lines
-    assert await new_names(db, rid, before) == [("orders", "order.items_transferred")]
+    # Fries and Cola were each alone on their station's ticket: those tickets go with them to the
+    # other order and are redrawn there; the grill's ticket (the Burger stays) stays.
+    tickets = {i["ticket_id"] for i in source["items"][1:]}
+    owners = await db.fetch("SELECT id, order_id FROM tickets WHERE restaurant_id = $1 AND id = ANY($2)",
+                            rid, [*tickets, source["items"][0]["ticket_id"]])
+    assert {r["id"]: r["order_id"] for r in owners} == {
+        **{t: target["id"] for t in tickets}, source["items"][0]["ticket_id"]: source["id"]}
+    assert sorted(await new_names(db, rid, before)) == sorted(
+        [("orders", "order.items_transferred")]
+        + [(f"kitchen:{i['station']}", "ticket.moved") for i in source["items"][1:]])
 
 
 @pytest.mark.parametrize("case, status, code", [
