@@ -344,3 +344,35 @@ async def test_an_order_emptied_by_a_merge_is_not_counted_as_an_order(client: Te
     assert sum(hour["orders"] for hour in hourly["hours"]) == 1
     dashboard = await (await client.get(f"{base}/dashboard", headers=manager)).json()
     assert dashboard["orders_closed"] == 1
+
+
+async def test_a_check_paid_while_a_merge_waits_stops_the_merge(client: TestClient, db, database_url,
+                                                                  base, rid, manager, labels, menu):
+    """The merge reads paid checks again once it holds the orders: a check paid meanwhile counts."""
+    import asyncio
+    main, other = labels["D1"], labels["D2"]
+    await seat(client, base, manager, main)
+    await seat(client, base, manager, other)
+    await order_at(client, base, manager, main, menu["Burger"]["id"])
+    joining = await order_at(client, base, manager, other, menu["Fries"]["id"], menu["Cola"]["id"])
+    split = await client.post(f"{base}/orders/{joining['id']}/checks/split", headers=manager,
+                              json={"by": "even", "count": 2})
+    assert split.status == 200, await split.text()
+    check = (await split.json())["checks"][0]
+    payer = await asyncpg.connect(database_url)  # a payment holding the order, as pay does
+    try:
+        async with payer.transaction():
+            await payer.execute("SELECT 1 FROM orders WHERE id = $1 FOR NO KEY UPDATE", joining["id"])
+            merging = asyncio.ensure_future(client.post(f"{base}/tables/{main}/merge",
+                                                        headers=manager, json={"table_ids": [other]}))
+            await asyncio.sleep(0.5)  # the merge reads the checks, then waits for the order
+            assert not merging.done()
+            await payer.execute("UPDATE checks SET status = 'paid', paid_at = now(), payment = "
+                                "'{\"method\": \"cash\"}' WHERE id = $1", check["id"])
+        response = await merging
+    finally:
+        await payer.close()
+    assert response.status == 409, await response.text()
+    after = await db.fetchrow("SELECT status FROM orders WHERE id = $1", joining["id"])
+    assert after["status"] == "open"
+    assert await db.fetchval("SELECT count(*) FROM order_items WHERE order_id = $1", joining["id"]) == 2
