@@ -120,6 +120,13 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, StoreError):
         status = next((status for kind, status in STORE_STATUS if isinstance(exc, kind)), 400)
         return error_response(status, exc.code, exc.message, exc.details)
+    if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
+        # Inputs are bounded one by one; a figure made from them (a line's total, a check's
+        # share) can still pass a column's range. The statement failed: nothing was written.
+        log.warning("number out of range on %s %s [%s]: %s", request.method, request.path,
+                    request.get(REQUEST_ID), exc)
+        return error_response(422, "invalid", "an amount this request makes is too large "
+                              "(a line's or a check's total); use smaller quantities or prices")
     if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock or serialization failure
         log.warning("%s on %s %s [%s]", type(exc).__name__, request.method, request.path,
                     request.get(REQUEST_ID))

@@ -96,6 +96,9 @@ class SmsNotifier:
             await self.provider.send_sms(party.phone, message)
         except SmsError as error:
             return Delivery(status="failed", attempts=1, error=str(error)[:500])
+        except Exception as error:  # a provider's own failure is the party's status, never a 500
+            log.warning("SMS provider %s failed", self.provider.name, exc_info=True)
+            return Delivery(status="failed", attempts=1, error=f"{type(error).__name__}: {error}"[:500])
         return Delivery(status="delivered", attempts=1)
 
 

@@ -288,3 +288,22 @@ async def test_closing_after_a_paid_check_takes_only_the_rest_and_keeps_its_paym
     assert payment["rest"]["amount_minor"] == total - half
     left = await db.fetch("SELECT number, status FROM checks WHERE order_id = $1", order["id"])
     assert [(r["number"], r["status"]) for r in left] == [(1, "paid")]
+
+
+async def test_a_check_larger_than_a_check_holds_is_422_and_writes_nothing(client, db, base, server,
+                                                                            tokens, menu):
+    owner = {"Authorization": f"Bearer {await tokens('owner')}"}
+    made = await client.post(f"{base}/menu/items", headers=owner, json={
+        "category_id": menu["Burger"]["category_id"], "name": "Cellar wine", "station": "bar",
+        "price_minor": 10_000_000})
+    assert made.status == 201, await made.text()
+    wine = (await made.json()).get("item", await made.json())
+    order = await client.post(f"{base}/orders", headers=server, json={"items": [
+        {"menu_item_id": wine["id"], "qty": 99} for _ in range(5)]})  # 4.95 billion in all
+    assert order.status == 201, await order.text()
+    order = await order.json()
+    before = await table_counts(db)
+    response = await client.post(f"{base}/orders/{order['id']}/checks/split", headers=server,
+                                 json={"by": "even", "count": 2})
+    assert response.status == 422, await response.text()
+    assert await table_counts(db) == before

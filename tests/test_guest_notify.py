@@ -175,17 +175,21 @@ async def test_the_sms_log_provider_records_the_message(client, base, host, owne
     assert failed["status"] == "failed" and failed["error"] == "the party left no phone number"
 
 
-async def test_a_provider_that_refuses_leaves_the_party_failed(client, base, host, owner) -> None:
+@pytest.mark.parametrize("failure, said", [
+    (SmsError("number not reachable"), "number not reachable"),
+    (OSError("connection reset by the provider"), "OSError: connection reset by the provider")])
+async def test_a_provider_that_refuses_or_breaks_leaves_the_party_failed(client, base, host, owner,
+                                                                         failure, said) -> None:
     class Refusing(SmsProvider):
         name = "refusing"
 
         async def send_sms(self, phone: str, text: str) -> None:
-            raise SmsError("number not reachable")
+            raise failure
     client.app[NOTIFIERS]["sms:log"] = SmsNotifier(Refusing())  # a provider plugged in by name
     await use_notifier(client, base, owner, "sms:log")
-    told = await notify(client, base, host, await add(client, base, host))
+    told = await notify(client, base, host, await add(client, base, host))  # a 200, never a 500
     assert told["notification"] == {**told["notification"], "status": "failed", "attempts": 1,
-                                    "error": "number not reachable"}
+                                    "error": said}
 
 
 @pytest.mark.parametrize("settings,path", [

@@ -353,3 +353,22 @@ async def test_duplicate_modifiers_and_lines_below_zero_are_422_and_write_nothin
         assert response.status == 422, await response.text()
         assert (await error_of(response))["details"][0]["path"] == path
     assert await table_counts(db) == before
+
+
+async def test_a_line_whose_total_passes_what_a_line_holds_is_422_and_writes_nothing(
+        client, db, base, server, tokens, menu):
+    """Each figure is bounded, but 99 × (the top price and 20 top modifiers) is not: a clear 422."""
+    owner = {"Authorization": f"Bearer {await tokens('owner')}"}
+    item = await client.post(base + "/menu/items", headers=owner, json={
+        "category_id": menu["Burger"]["category_id"], "name": "Whole truffle", "station": "grill",
+        "price_minor": 10_000_000, "modifiers": [
+            {"name": f"gold leaf {n}", "price_delta_minor": 1_000_000} for n in range(20)]})
+    assert item.status == 201, await item.text()
+    item = await item.json()
+    item = item.get("item", item)
+    before = await table_counts(db)
+    response = await client.post(base + "/orders", headers=server, json={"items": [{
+        "menu_item_id": item["id"], "qty": 99, "modifiers": [m["id"] for m in item["modifiers"]]}]})
+    assert response.status == 422, await response.text()
+    assert (await error_of(response))["code"] == "invalid"
+    assert await table_counts(db) == before
