@@ -152,8 +152,10 @@ async def merge(pool: asyncpg.Pool, rid: int, table_id: int, body: MergeIn,
         raise Invalid("list each other table once", [{"path": "$.table_ids",
                                                        "message": "repeats a table or names this one"}])
     async with events.write(pool) as tx:
-        main = await _main_table(tx.conn, rid, table_id, expected)
-        await _check_joining(tx.conn, rid, joining)
+        # Every table in one statement, in id order: two merges of the same tables never deadlock.
+        locked = {r["id"]: r for r in await tx.conn.fetch(LOCK_TABLES, rid, [table_id, *joining])}
+        main = _main_table(locked.get(table_id), expected)
+        _check_joining(locked, joining)
         found = await tx.conn.fetch(OPEN_ORDERS_AT, rid, [table_id, *joining], table_id)
         if any(o["paid_checks"] for o in found):
             raise Conflict("an order at these tables has a paid check; settle it first",
@@ -213,12 +215,9 @@ async def unmerge(pool: asyncpg.Pool, rid: int, table_id: int,
     return merged, tx.last_seq[rid]
 
 
-async def _main_table(conn: asyncpg.Connection, rid: int, table_id: int,
-                      expected: int | None) -> asyncpg.Record:
-    rows = await conn.fetch(LOCK_TABLES, rid, [table_id])
-    if not rows:
+def _main_table(main: asyncpg.Record | None, expected: int | None) -> asyncpg.Record:
+    if main is None:
         raise NotFound("no such table")
-    main = rows[0]
     _check_version(main, expected)
     if main["merged_into"] is not None:
         raise Conflict("this table is merged into another one: merge into that one",
@@ -235,8 +234,8 @@ def _check_version(row: asyncpg.Record, expected: int | None) -> None:
                     [{"version": row["version"]}])
 
 
-async def _check_joining(conn: asyncpg.Connection, rid: int, joining: list[int]) -> None:
-    rows = {r["id"]: r for r in await conn.fetch(LOCK_TABLES, rid, joining)}
+def _check_joining(locked: dict[int, asyncpg.Record], joining: list[int]) -> None:
+    rows = {table_id: locked[table_id] for table_id in joining if table_id in locked}
     missing = [i for i, t in enumerate(joining) if t not in rows]
     if missing:
         raise Invalid("no such table", [{"path": "$.table_ids", "message": "not a table of this "
