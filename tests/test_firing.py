@@ -332,6 +332,7 @@ async def test_the_kitchen_sees_a_course_timed_by_prep_and_a_course_held(browser
     await page.locator(".ticket").nth(2).wait_for(timeout=10_000)  # grill, cold and fry
     assert await page.locator("li.item.held").count() == 2  # the salad and the fries wait
     assert await page.locator("li.item[data-status='fired']", has_text="Ribeye").count() == 1
+    assert await page.locator("li.item", has_text="Ribeye").locator(".seat").inner_text() == "seat 1"
     await page.wait_for_function(
         "() => [...document.querySelectorAll('li.item.held .hold')].every(n => /^hold \\d/.test(n.textContent))")
     await page.screenshot(path=str(SHOTS / "firing-by-prep.png"))

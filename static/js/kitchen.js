@@ -64,6 +64,7 @@ function card(ticket) {
     Object.assign(line.dataset, { item: item.id, name: item.name, qty: item.qty, status: item.status,
                                   fireAt: item.fire_at || "" });
     line.append(element("b", "", `${item.qty}×`), document.createTextNode(` ${item.name}`));
+    if (item.seat) line.append(element("span", "seat", `seat ${item.seat}`));
     for (const modifier of item.modifiers) line.append(element("span", "mod", modifier.name));
     if (item.note) line.append(element("span", "note", item.note));
     if (item.status === "held") line.append(element("span", "hold", "hold"));
