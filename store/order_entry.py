@@ -476,6 +476,8 @@ async def fire(pool: asyncpg.Pool, rid: int, order_id: int, course: int | None,
     if isinstance(row, idempotency.Stored):
         return row
     if row["doc"] is None:
-        raise Conflict(f"nothing is waiting to be fired up to course {course}")
+        raise Conflict(f"nothing is waiting to be fired up to course {course} (a course held by "
+                       "hand goes only when fired by hand)", [{"course": course}],
+                       code="nothing_to_fire")
     return written(rid, row)
 

@@ -213,6 +213,7 @@ async def test_a_held_course_stays_back_when_a_later_course_fires(client, db, ri
     assert (fired["fired_course"], fired["held_courses"]) == (3, [2])
     refused = await client.post(base + f"/orders/{order['id']}/fire", headers=server, json={})
     assert refused.status == 409  # course 2 is held by hand: nothing else waits
+    assert (await refused.json())["error"]["code"] == "nothing_to_fire"
     added = await ok(await client.post(base + f"/orders/{order['id']}/items", headers=server,
                                        json={"items": [line(menu, "Panna cotta", 2)]}))
     assert by_name(added)["Panna cotta"]["status"] == "new"  # held course: added lines wait too

@@ -113,7 +113,7 @@ async def test_firing_when_nothing_is_held_is_409_and_writes_nothing(client, db,
     before = await table_counts(db)
     response = await client.post(base + f"/orders/{order['id']}/fire", headers=server, json={"course": 2})
     assert response.status == 409
-    assert (await error_of(response))["code"] == "conflict"
+    assert (await error_of(response))["code"] == "nothing_to_fire"
     assert await table_counts(db) == before
 
 
