@@ -1,6 +1,7 @@
 """Browser tests' helpers: real headless Chromium (Debian's package) against a real server."""
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -74,3 +75,17 @@ async def sign_in(page, base_url: str, email: str, password: str, next_path: str
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"**{next_path}")
+
+
+async def cut_sockets(client) -> None:
+    """Drop every screen's socket from the server's side, once there is one to drop (a page's
+    offline banner is hidden before its socket opens too)."""
+    from server.keys import HUB
+    rooms = client.app[HUB].rooms
+    for _ in range(200):
+        if any(room.connections for room in rooms.values()):
+            break
+        await asyncio.sleep(0.05)
+    for room in rooms.values():
+        for conn in list(room.connections):
+            conn.transport.abort()

@@ -7,9 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from conftest import PASSWORD, bearer
-from screens import SHOTS, SIZES, needs_chromium, sign_in
-
-from server.keys import HUB
+from screens import SHOTS, SIZES, cut_sockets, needs_chromium, sign_in
 
 pytestmark = needs_chromium
 EVENING = 19  # the restaurant's local hour while the timeline tests run
@@ -172,9 +170,7 @@ async def test_a_reset_redraws_the_timeline_from_the_snapshot(browser, client, b
     page = await open_stand(browser, client, "wall")
     await block(page, before, tables["D1"]).wait_for()
     # Cut the socket and give the restaurant a new history (as a restore would): the screen must reset.
-    for room in client.app[HUB].rooms.values():
-        for conn in list(room.connections):
-            conn.transport.abort()
+    await cut_sockets(client)
     await page.wait_for_function("() => document.getElementById('offline').hidden === false", timeout=10_000)
     await db.execute("UPDATE restaurants SET epoch = gen_random_uuid() WHERE id = $1", rid)
     await client.post(f"{base}/reservations/{before['id']}/status", headers=host, json={"status": "no_show"})

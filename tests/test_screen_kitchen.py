@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 from conftest import PASSWORD
-from screens import SHOTS, SIZES, needs_chromium, sign_in
-
-from server.keys import HUB
+from screens import SHOTS, SIZES, cut_sockets, needs_chromium, sign_in
 
 pytestmark = needs_chromium
 
@@ -43,9 +41,7 @@ async def test_a_dropped_socket_resumes_with_both_orders_none_twice(browser, cli
     await sign_in(page, url, "kitchen@demo.test", PASSWORD, "/r/demo/kitchen?station=grill")
     await page.wait_for_function("() => document.getElementById('offline').hidden === true")
     # Cut every socket from the server side, then write while the screen is away.
-    for room in client.app[HUB].rooms.values():
-        for conn in list(room.connections):
-            conn.transport.abort()
+    await cut_sockets(client)
     await page.wait_for_function("() => document.getElementById('offline').hidden === false", timeout=10_000)
     for _ in range(2):
         await order_burger(client, base, server, menu)

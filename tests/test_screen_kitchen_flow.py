@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import msgspec
 from conftest import PASSWORD, bearer
-from screens import SHOTS, needs_chromium, sign_in
-
-from server.keys import HUB
+from screens import SHOTS, cut_sockets, needs_chromium, sign_in
 
 pytestmark = needs_chromium
 
@@ -230,9 +228,7 @@ async def test_the_freshness_indicator_turns_red_when_the_stream_goes_quiet_or_d
     await page.screenshot(path=str(SHOTS / "freshness-stale.png"))
     await page.evaluate("window.dropStream = false")
     await live_indicator(page)
-    for room in client.app[HUB].rooms.values():  # the server drops every socket
-        for conn in list(room.connections):
-            conn.transport.abort()
+    await cut_sockets(client)  # the server drops every socket
     await page.wait_for_function("() => document.getElementById('freshness').dataset.state === 'offline'",
                                  timeout=5_000)
     assert await indicator.inner_text() == "offline — reconnecting"
